@@ -1,0 +1,48 @@
+"""pzkit: photometric-redshift estimators behind one scikit-learn interface.
+
+The top-level names are imported lazily, so ``import pzkit`` stays cheap and never imports torch;
+plugins are found through the ``pzkit.estimators`` entry-point group.
+"""
+
+import importlib
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "PhotoZEstimator": "pzkit.base",
+    "PhotometryFeatures": "pzkit.features",
+    "PhotoZPipeline": "pzkit.pipeline",
+    "make_pipeline": "pzkit.pipeline",
+    "list_estimators": "pzkit.registry",
+    "get_estimator_class": "pzkit.registry",
+    "make_estimator": "pzkit.registry",
+    "save": "pzkit.persistence",
+    "load": "pzkit.persistence",
+    "evaluate": "pzkit.harness",
+    "PzkitError": "pzkit.exceptions",
+    "InputError": "pzkit.exceptions",
+    "ColumnError": "pzkit.exceptions",
+    "NonDetectionError": "pzkit.exceptions",
+    "NotFittedError": "pzkit.exceptions",
+    "PluginError": "pzkit.exceptions",
+    "ModelFileError": "pzkit.exceptions",
+    "DatasetError": "pzkit.exceptions",
+}
+_SUBMODULES = {"datasets", "metrics", "testing", "registry", "features", "persistence", "pdf", "grid",
+               "harness", "cli", "exceptions", "base", "pipeline", "io"}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    if name in _SUBMODULES:
+        return importlib.import_module(f"pzkit.{name}")
+    raise AttributeError(f"module 'pzkit' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS) | _SUBMODULES)

@@ -1,0 +1,219 @@
+"""The estimator interface every pzkit method implements."""
+
+import numpy as np
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+
+from . import pdf as _pdf
+from .exceptions import InputError, InputTypeError, NotFittedError
+from .grid import check_grid
+
+POINT_ESTIMATES = {"mode": "zmode", "median": "zmedian", "mean": "zmean"}
+
+
+class PhotoZEstimator(RegressorMixin, BaseEstimator):
+    """Base class of all pzkit photo-z estimators.
+
+    A subclass implements two methods and inherits everything else (validation, the qp output with its
+    ancil, point estimates, ``score``, persistence, the conformance suite):
+
+    * ``_fit(self, X, y, **side_inputs)`` – learn from the validated float64 feature matrix ``X`` (n, d)
+      and redshifts ``y`` (n,) (NaN marks an unlabelled object when ``_allows_unlabelled`` is true);
+      store fitted state in attributes ending in ``_``.
+    * ``_estimate_pdf(self, X, **side_inputs)`` – return a ``qp.Ensemble`` with one PDF per row of ``X``,
+      usually built with :meth:`_interp_ensemble` (values on ``zgrid_``) or :meth:`_hist_ensemble` (bin
+      densities on the ``nzbins - 1`` bins between grid points).
+
+    Like every scikit-learn estimator, a subclass lists all its parameters, these five included, explicitly
+    in ``__init__`` and stores them unchanged.
+
+    Parameters
+    ----------
+    zmin, zmax : float
+        Range of the output redshift grid.
+    nzbins : int
+        Number of grid points (RAIL's convention): ``zgrid_ = linspace(zmin, zmax, nzbins)``.
+    point_estimate : {"mode", "median", "mean"}
+        Which summary of the PDF ``predict`` returns.
+    random_state : int, numpy Generator/RandomState or None
+        Seed for every random step of the method.
+    """
+
+    #: NaN in ``y`` marks an unlabelled object (semi-supervised methods only).
+    _allows_unlabelled = False
+    #: NaN in ``X`` is passed to the method (it handles missing features itself).
+    _allows_nan_features = False
+    #: The conformance suite checks that the method beats the training-set n(z) on held-out toy data.
+    _learns = True
+    #: sklearn checks expected to fail for this estimator, name -> reason (reported by the conformance suite).
+    _expected_failed_sklearn_checks = {}
+
+    def __init__(self, zmin=0.0, zmax=3.0, nzbins=301, point_estimate="mode", random_state=None):
+        self.zmin = zmin
+        self.zmax = zmax
+        self.nzbins = nzbins
+        self.point_estimate = point_estimate
+        self.random_state = random_state
+
+    # ------------------------------------------------------------------ public API
+    def fit(self, X, y, **side_inputs):
+        """Fit on features ``X`` (n, d) and spectroscopic redshifts ``y`` (n,).
+
+        Side inputs that travel with each object (narrow bands, images, ...) are keyword arguments; methods
+        that take them declare them explicitly in their own ``fit`` signature.
+        """
+        zgrid = check_grid(self.zmin, self.zmax, self.nzbins)
+        self._check_point_estimate()
+        X, _ = self._validate_X(X, reset=True)
+        y = self._validate_y(y, X.shape[0], zgrid)
+        self.zgrid_ = zgrid
+        self._fit(X, y, **side_inputs)
+        return self
+
+    def estimate_pdf(self, X, ids=None, **side_inputs):
+        """One redshift PDF per row of ``X`` as a ``qp.Ensemble``.
+
+        The ensemble's ancil holds ``zmode``, ``zmedian``, ``zmean`` and ``zstd``, plus ``id`` when ids are
+        given, either as ``ids`` or as the (named) index of a pandas DataFrame ``X``.
+        """
+        X, frame_ids = self._validate_X(X, reset=False)
+        ens = self._checked_ensemble(X, **side_inputs)
+        ancil = _pdf.summarize(ens, self.zgrid_)
+        ids = frame_ids if ids is None else np.asarray(ids)
+        if ids is not None:
+            if ids.shape != (X.shape[0],):
+                raise InputError(f"ids must have one entry per row of X ({X.shape[0]}), got shape {ids.shape}")
+            ancil["id"] = ids
+        ens.set_ancil(ancil)
+        return ens
+
+    def predict(self, X, **side_inputs):
+        """Point estimates (n,): the ``point_estimate`` summary of :meth:`estimate_pdf`'s PDFs."""
+        X, _ = self._validate_X(X, reset=False)
+        ens = self._checked_ensemble(X, **side_inputs)
+        return _pdf.summarize(ens, self.zgrid_)[POINT_ESTIMATES[self.point_estimate]]
+
+    def score(self, X, y, sample_weight=None, **side_inputs):
+        """Negative σ_NMAD of :meth:`predict` against ``y`` (higher is better, as GridSearchCV expects)."""
+        from .metrics import sigma_nmad
+
+        if sample_weight is not None:
+            raise InputError("score does not support sample_weight: σ_NMAD is an unweighted median statistic")
+        y = np.asarray(y, dtype=np.float64)
+        return -float(sigma_nmad(y, self.predict(X, **side_inputs)))
+
+    # ------------------------------------------------------------------ helpers for subclasses
+    def _interp_ensemble(self, yvals):
+        return _pdf.interp_ensemble(self.zgrid_, yvals)
+
+    def _hist_ensemble(self, pdfs):
+        return _pdf.hist_ensemble(self.zgrid_, pdfs)
+
+    def _rng(self):
+        """A fresh numpy Generator from ``random_state`` (same seed, same stream on every call)."""
+        rs = self.random_state
+        if isinstance(rs, np.random.RandomState):
+            rs = rs.randint(np.iinfo(np.int32).max)
+        return np.random.default_rng(rs)
+
+    # ------------------------------------------------------------------ to implement
+    def _fit(self, X, y, **side_inputs):
+        raise NotImplementedError(f"{type(self).__name__} must implement _fit(X, y)")
+
+    def _estimate_pdf(self, X, **side_inputs):
+        raise NotImplementedError(f"{type(self).__name__} must implement _estimate_pdf(X)")
+
+    # ------------------------------------------------------------------ validation
+    def _check_point_estimate(self):
+        if self.point_estimate not in POINT_ESTIMATES:
+            raise InputError(
+                f"point_estimate must be one of {sorted(POINT_ESTIMATES)}, got {self.point_estimate!r}"
+            )
+
+    def _validate_X(self, X, reset):
+        if not reset:
+            try:
+                check_is_fitted(self, "zgrid_")
+            except Exception as exc:
+                raise NotFittedError(
+                    f"This {type(self).__name__} instance is not fitted yet; call fit(X, y) before using it"
+                ) from exc
+            self._check_point_estimate()
+        ids = None
+        index = getattr(X, "index", None)
+        if index is not None and getattr(index, "name", None) is not None:
+            ids = np.asarray(index)
+        try:
+            X = validate_data(
+                self,
+                X,
+                reset=reset,
+                dtype=np.float64,
+                ensure_all_finite="allow-nan" if self._allows_nan_features else True,
+                ensure_min_samples=1,
+            )
+        except InputError:
+            raise
+        except TypeError as exc:
+            raise InputTypeError(f"{type(self).__name__}: X cannot be read as numbers: {exc}") from exc
+        except ValueError as exc:
+            raise InputError(f"{type(self).__name__}: invalid X: {exc}") from exc
+        return X, ids
+
+    def _validate_y(self, y, n_samples, zgrid):
+        if y is None:
+            raise InputError(
+                f"{type(self).__name__} requires y to be passed, but the target y is None: "
+                "fit needs spectroscopic redshift labels"
+            )
+        try:
+            y = np.asarray(y, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"y must be numeric redshifts: {exc}") from exc
+        if y.ndim != 1 and not (y.ndim == 2 and y.shape[1] == 1):
+            raise InputError(f"y should be a 1d array of one redshift per object, got shape {y.shape}")
+        y = column_or_1d(y, warn=True)
+        if y.shape[0] != n_samples:
+            raise InputError(f"X has {n_samples} rows but y has {y.shape[0]}")
+        if np.isinf(y).any():
+            raise InputError(f"y contains {int(np.isinf(y).sum())} infinite redshift(s)")
+        unlabelled = np.isnan(y)
+        if unlabelled.any() and not self._allows_unlabelled:
+            raise InputError(
+                f"y contains {int(unlabelled.sum())} NaN; {type(self).__name__} cannot use unlabelled objects"
+            )
+        labelled = y[~unlabelled]
+        if labelled.size == 0:
+            raise InputError("y has no labelled (finite) redshift")
+        outside = (labelled < zgrid[0]) | (labelled > zgrid[-1])
+        if outside.any():
+            raise InputError(
+                f"{int(outside.sum())} redshift label(s) lie outside the grid [{zgrid[0]}, {zgrid[-1]}] "
+                f"(range of y: {labelled.min():.4g} to {labelled.max():.4g}); widen zmin/zmax or cut the sample"
+            )
+        if labelled.size < 2 or np.unique(labelled).size < 2:
+            raise InputError(
+                f"n_samples = {labelled.size} labelled object(s) with {np.unique(labelled).size} distinct "
+                "redshift(s): at least two distinct redshifts are needed to define a distribution"
+            )
+        return y
+
+    def _checked_ensemble(self, X, **side_inputs):
+        ens = self._estimate_pdf(X, **side_inputs)
+        if ens.npdf != X.shape[0]:
+            raise RuntimeError(
+                f"{type(self).__name__}._estimate_pdf returned {ens.npdf} PDFs for {X.shape[0]} rows"
+            )
+        return ens
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = self._allows_nan_features
+        tags.target_tags.required = True
+        tags.target_tags.positive_only = True  # redshifts; makes sklearn's checks draw y >= 1
+        # score is -σ_NMAD (<= 0), not R², so sklearn's "score > 0.5" check does not apply
+        tags.regressor_tags.poor_score = True
+        tags.target_tags.single_output = True
+        tags.target_tags.multi_output = False
+        return tags
+

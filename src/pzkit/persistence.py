@@ -1,0 +1,185 @@
+"""Safe, versioned model files: ``pzkit.save(est, path)`` and ``pzkit.load(path)``.
+
+A model file is a zip archive with two members:
+
+* ``manifest.json`` – format name and version, the pzkit version that wrote it, the object's class, the
+  plugins (entry-point name, distribution, version) it contains, and the SHA-256 of the payload;
+* ``model.skops`` – the fitted object serialised with `skops <https://skops.readthedocs.io>`_, which stores
+  arrays with ``allow_pickle=False`` and rebuilds objects from an explicit list of trusted types.
+
+Loading never unpickles. Before anything is built, the manifest is checked (format, versions, checksum)
+and every type the payload names must come from pzkit, scikit-learn, numpy, scipy or an installed pzkit
+plugin; anything else is refused with the list of offending types.
+"""
+
+import hashlib
+import io
+import json
+import os
+import sys
+import tempfile
+import zipfile
+
+from . import __version__
+from .exceptions import ModelFileError
+
+FORMAT = "pzkit-model"
+FORMAT_VERSION = 1
+_MANIFEST = "manifest.json"
+_PAYLOAD = "model.skops"
+TRUSTED_ROOTS = ("pzkit", "sklearn", "numpy", "scipy")
+
+
+def _compatible(written, installed):
+    """Same major version, and for 0.x the same minor too (semantic versioning)."""
+    w = [int(p) if p.isdigit() else p for p in str(written).split(".")[:2]]
+    i = [int(p) if p.isdigit() else p for p in str(installed).split(".")[:2]]
+    return w[0] == i[0] and (w[0] != 0 or w[1:2] == i[1:2])
+
+
+def _estimators_in(obj):
+    from .base import PhotoZEstimator
+
+    if isinstance(obj, PhotoZEstimator):
+        yield obj
+    for _, step in getattr(obj, "steps", []) or []:
+        yield from _estimators_in(step)
+
+
+def _plugin_records(obj):
+    from .registry import name_of, plugin_info
+
+    records = []
+    for est in _estimators_in(obj):
+        name = name_of(est)
+        if name is not None:
+            info = plugin_info(name)
+            info["class"] = f"{type(est).__module__}.{type(est).__qualname__}"
+            records.append(info)
+    return records
+
+
+def save(estimator, path):
+    """Write a fitted pzkit estimator or pipeline to ``path`` atomically (a temporary file, then rename)."""
+    import skops.io
+
+    try:
+        payload = skops.io.dumps(estimator)
+    except Exception as exc:
+        raise ModelFileError(f"cannot serialise {type(estimator).__name__}: {type(exc).__name__}: {exc}") from exc
+    manifest = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "pzkit_version": __version__,
+        "python": sys.version.split()[0],
+        "object": f"{type(estimator).__module__}.{type(estimator).__qualname__}",
+        "plugins": _plugin_records(estimator),
+        "payload_sha256": hashlib.sha256(payload).hexdigest(),
+    }
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".pzkit-", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as fh, zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr(_MANIFEST, json.dumps(manifest, indent=2, sort_keys=True))
+            zf.writestr(_PAYLOAD, payload)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def read_manifest(path):
+    """The manifest of a model file (dict), after checking that it is a pzkit model file at all."""
+    manifest, _ = _read(path)
+    return manifest
+
+
+def _read(path):
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+    except OSError as exc:
+        raise ModelFileError(f"cannot read model file {path}: {exc}") from exc
+    try:
+        with zipfile.ZipFile(io.BytesIO(raw)) as zf:
+            names = set(zf.namelist())
+            if _MANIFEST not in names or _PAYLOAD not in names:
+                raise ModelFileError(f"{path} is not a pzkit model file (members {sorted(names)})")
+            manifest = json.loads(zf.read(_MANIFEST))
+            payload = zf.read(_PAYLOAD)
+    except ModelFileError:
+        raise
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, KeyError, OSError) as exc:
+        raise ModelFileError(
+            f"{path} is not a readable pzkit model file (truncated, corrupted or another format): {exc}"
+        ) from exc
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise ModelFileError(f"{path} is not a pzkit model file (format {manifest.get('format')!r})")
+    version = manifest.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ModelFileError(
+            f"{path} uses model-file format version {version!r}; this pzkit {__version__} reads up to "
+            f"version {FORMAT_VERSION}: upgrade pzkit"
+        )
+    if hashlib.sha256(payload).hexdigest() != manifest.get("payload_sha256"):
+        raise ModelFileError(f"{path} failed its checksum: the payload was modified or truncated")
+    return manifest, payload
+
+
+def _check_versions(path, manifest):
+    from .registry import plugin_info
+    from .exceptions import PluginError
+
+    written = manifest.get("pzkit_version", "?")
+    if not _compatible(written, __version__):
+        raise ModelFileError(
+            f"{path} was written by pzkit {written}, which is incompatible with the installed pzkit {__version__}"
+        )
+    for record in manifest.get("plugins", []):
+        try:
+            installed = plugin_info(record["name"])
+        except PluginError as exc:
+            raise ModelFileError(
+                f"{path} needs pzkit plugin {record['name']!r} ({record.get('distribution')} "
+                f"{record.get('version')}), which is not installed"
+            ) from exc
+        if record.get("version") and installed["version"] and not _compatible(record["version"], installed["version"]):
+            raise ModelFileError(
+                f"{path} was written by plugin {record['name']!r} version {record['version']}, which is "
+                f"incompatible with the installed version {installed['version']}"
+            )
+
+
+def _trusted_roots():
+    from .registry import _entry_points
+
+    roots = set(TRUSTED_ROOTS)
+    roots.update(ep.module.split(".")[0] for ep in _entry_points().values())
+    return roots
+
+
+def load(path):
+    """Load a model written by :func:`save`. Refuses, with the reason, any file that is not safe to build."""
+    import skops.io
+
+    manifest, payload = _read(path)
+    _check_versions(path, manifest)
+    try:
+        types = skops.io.get_untrusted_types(data=payload)
+    except Exception as exc:
+        raise ModelFileError(f"{path}: unreadable payload: {type(exc).__name__}: {exc}") from exc
+    roots = _trusted_roots()
+    refused = [t for t in types if t.split(".")[0] not in roots]
+    if refused:
+        raise ModelFileError(
+            f"{path} refers to types outside pzkit, its plugins, scikit-learn, numpy and scipy: {refused}; "
+            "refusing to load it"
+        )
+    try:
+        return skops.io.loads(payload, trusted=types)
+    except Exception as exc:
+        raise ModelFileError(f"{path}: payload could not be loaded: {type(exc).__name__}: {exc}") from exc
