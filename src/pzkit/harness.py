@@ -24,6 +24,7 @@ class Report:
 
     meta: dict
     results: list = field(default_factory=list)
+    arrays: dict = field(default_factory=dict, repr=False)  # per-estimator arrays for the plots, not in JSON
 
     def to_dict(self):
         return {"schema": REPORT_SCHEMA, "meta": self.meta, "results": self.results}
@@ -36,6 +37,7 @@ class Report:
             ("outliers >0.15", lambda r: f"{100 * r['point']['outlier_rate']:.2f} %"),
             ("CDE loss", lambda r: f"{r['pdf']['cde_loss']:.3f}"),
             ("PIT KS", lambda r: f"{r['pdf']['pit_ks']:.3f}"),
+            ("cov68", lambda r: f"{r['pdf']['coverage_68']:.2f}"),
             ("CRPS", lambda r: f"{r['pdf']['crps']:.4f}"),
             ("fit s", lambda r: f"{r['cost']['fit_seconds']:.2f}"),
             ("estimate s", lambda r: f"{r['cost']['estimate_seconds']:.2f}"),
@@ -60,13 +62,18 @@ class Report:
                 lines.append("| " + " | ".join(f(r) for _, f in cols) + " |")
         return "\n".join(lines) + "\n"
 
-    def write(self, directory):
+    def write(self, directory, html=True):
+        """Write report.json, report.md and (with plots) report.html into ``directory``."""
         os.makedirs(directory, exist_ok=True)
         paths = {"json": os.path.join(directory, "report.json"), "markdown": os.path.join(directory, "report.md")}
         with open(paths["json"], "w") as fh:
             json.dump(self.to_dict(), fh, indent=2, default=_json_default)
         with open(paths["markdown"], "w") as fh:
             fh.write(self.to_markdown())
+        if html:
+            from .report_html import write_html
+
+            paths["html"] = write_html(self, os.path.join(directory, "report.html"))
         return paths
 
 
@@ -146,9 +153,101 @@ def _measure(func, interval=0.01):
     return out, elapsed, peak[0] / 2**20
 
 
+#: Default tomographic bins in z_photo for DC2-like samples (z < 3).
+DEFAULT_TOMO_EDGES = (0.0, 0.4, 0.8, 1.2, 1.6, 3.0)
+
+
+@dataclass
+class ScoringContext:
+    """Everything the metrics need besides the PDFs: truths, a magnitude, colours and SOM cells."""
+
+    z_true: np.ndarray
+    magnitude: np.ndarray
+    colors: np.ndarray
+    cells: np.ndarray
+    som_shape: tuple
+    tomo_edges: tuple = DEFAULT_TOMO_EDGES
+    outlier_threshold: float = 0.15
+    bias_break_point: float = 0.15
+    n_boot: int = 50
+    random_state: int = 0
+
+
+def make_context(test_features, z_true, outlier_threshold=0.15, tomo_edges=DEFAULT_TOMO_EDGES, som_shape=(10, 12),
+                 n_colors=None, random_state=0, som_iter=30):
+    """Scoring context from the test split's feature matrix (colours first, then the reference magnitude).
+
+    The SOM is trained once on the test colours and shared by every estimator, so per-cell numbers compare
+    like with like.
+    """
+    from .metrics import SelfOrganizingMap
+
+    F = np.asarray(test_features, dtype=np.float64)
+    n_colors = F.shape[1] - 1 if n_colors is None else n_colors
+    colors = F[:, :n_colors]
+    som = SelfOrganizingMap(n_rows=som_shape[0], n_cols=som_shape[1], n_iter=som_iter, random_state=random_state)
+    cells = som.fit_transform(colors)
+    return ScoringContext(z_true=np.asarray(z_true, dtype=np.float64), magnitude=F[:, n_colors], colors=colors,
+                          cells=np.asarray(cells), som_shape=tuple(som_shape), tomo_edges=tuple(tomo_edges),
+                          outlier_threshold=outlier_threshold, random_state=random_state)
+
+
+def _finite_or_none(x):
+    x = float(x)
+    return x if np.isfinite(x) else None
+
+
+def score_ensemble(ens, z_phot, zgrid, ctx):
+    """Every harness metric for one estimator's ensemble; returns (JSON-ready dict, arrays for plots)."""
+    from . import metrics as M
+
+    zs = ctx.z_true
+    zp = np.asarray(z_phot, dtype=np.float64)
+    pdfm = M.pdf_metrics(ens, zs, zgrid)
+    pit = M.pit_values(ens, zs)
+    tomo = M.tomographic_nz(ens, zs, zp, zgrid, ctx.tomo_edges)
+    res_spec = M.residual_vs_z(zs, zp, against="spec", break_point=ctx.bias_break_point)
+    res_phot = M.residual_vs_z(zs, zp, against="photo", break_point=ctx.bias_break_point)
+    by_mag = M.binned_metrics(zs, zp, ctx.magnitude, n_bins=8, n_boot=ctx.n_boot, random_state=ctx.random_state,
+                              outlier_threshold=ctx.outlier_threshold)
+    by_z = M.binned_metrics(zs, zp, zs, n_bins=8, n_boot=ctx.n_boot, random_state=ctx.random_state,
+                            outlier_threshold=ctx.outlier_threshold)
+    som = M.som_cell_diagnostics(ctx.colors, zs, zp, cells=ctx.cells, random_state=ctx.random_state,
+                                 outlier_threshold=ctx.outlier_threshold)
+    n_cells = ctx.som_shape[0] * ctx.som_shape[1]
+
+    def per_cell(key):
+        values = np.full(n_cells, np.nan)
+        values[np.asarray(som["cell"], dtype=int)] = som[key]
+        return values.reshape(ctx.som_shape)
+
+    tomo_json = [{k: (_finite_or_none(v) if isinstance(v, (float, np.floating)) else v)
+                  for k, v in b.items() if k not in ("zgrid", "nz_stack", "nz_true")} for b in tomo]
+    binned_json = {}
+    for label, b in (("magnitude", by_mag), ("z_spec", by_z)):
+        binned_json[label] = {k: np.asarray(v).tolist() for k, v in b.items()}
+    metrics = {
+        "point": {k: float(v) for k, v in M.point_metrics(zs, zp, outlier_threshold=ctx.outlier_threshold).items()},
+        "pdf": {k: float(v) for k, v in pdfm.items()},
+        "nz": tomo_json,
+        "bias": {
+            "residual_vs_z_spec": {k: _finite_or_none(res_spec[k]) for k in ("slope_low", "slope_high")},
+            "residual_vs_z_photo": {k: _finite_or_none(res_phot[k]) for k in ("slope_low", "slope_high")},
+            "break_point": ctx.bias_break_point,
+            "mode_collapse_distance": float(M.mode_collapse_distance(zs, zp)),
+        },
+        "binned": binned_json,
+        "som": {k: _finite_or_none(v) for k, v in som["summary"].items()},
+    }
+    arrays = {"z_true": zs, "z_phot": zp, "pit": pit, "magnitude": ctx.magnitude, "tomo": tomo,
+              "residual_spec": res_spec, "residual_photo": res_phot,
+              "som_sigma_nmad": per_cell("sigma_nmad"), "som_theta_deg": per_cell("theta_deg")}
+    return metrics, arrays
+
+
 def evaluate(estimators, dataset="dc2", params=None, random_state=0, progress=True, n_train=None, n_test=None,
-             features=None, outlier_threshold=0.15):
-    """Fit and score every estimator on one dataset and split.
+             features=None, outlier_threshold=0.15, tomo_edges=DEFAULT_TOMO_EDGES):
+    """Fit and score every estimator on one dataset and split; returns a :class:`Report`.
 
     Parameters
     ----------
@@ -158,16 +257,19 @@ def evaluate(estimators, dataset="dc2", params=None, random_state=0, progress=Tr
     params : dict name -> dict, optional
         Parameters per named estimator.
     random_state : int
-        Seed of the subsampling and of every estimator that takes ``random_state``.
+        Seed of the subsampling, the SOM and every estimator that takes ``random_state``.
     n_train, n_test : int, optional
         Subsample the splits (quick runs); the full splits by default.
     features : PhotometryFeatures, optional
-        Feature transformer; ``dataset.features()`` by default.
+        Feature transformer; ``dataset.features()`` by default (colours + reference magnitude).
+    outlier_threshold : float
+        |Δz| threshold of the outlier rate (0.15; the SDSS papers use 0.05).
+    tomo_edges : sequence of float
+        Tomographic bin edges in z_photo for the n(z) metrics.
     """
     from sklearn.base import clone
     from tqdm.auto import tqdm
 
-    from .metrics import cde_loss, crps, pit_stats, pit_values, point_metrics
     from .pipeline import make_pipeline
     from .registry import make_estimator
 
@@ -191,6 +293,9 @@ def evaluate(estimators, dataset="dc2", params=None, random_state=0, progress=Tr
         else:
             named.append(tuple(item))
 
+    base_feats = data.features()
+    ctx = make_context(base_feats.fit_transform(test), y_test, outlier_threshold=outlier_threshold,
+                       tomo_edges=tomo_edges, random_state=random_state)
     first = named[0][1] if named else None
     meta = {
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -204,6 +309,7 @@ def evaluate(estimators, dataset="dc2", params=None, random_state=0, progress=Tr
         "grid": None if first is None else f"{first.zmin}–{first.zmax}, {first.nzbins} points",
         "point_estimate": None if first is None else first.point_estimate,
         "outlier_threshold": outlier_threshold,
+        "tomographic_edges": list(tomo_edges),
     }
     report = Report(meta=meta)
     bar = tqdm(named, desc="benchmark", unit="estimator", disable=not progress)
@@ -222,19 +328,12 @@ def evaluate(estimators, dataset="dc2", params=None, random_state=0, progress=Tr
             continue
         bar.set_postfix_str(f"{name}: metrics")
         fitted = pipe.steps[-1][1]
-        zgrid = fitted.zgrid_
         key = {"mode": "zmode", "median": "zmedian", "mean": "zmean"}[fitted.point_estimate]
-        zp = np.asarray(ens.ancil[key])
-        pit = pit_values(ens, y_test)
-        stats = pit_stats(pit)
-        entry.update(
-            point=point_metrics(y_test, zp, outlier_threshold=outlier_threshold),
-            pdf={"cde_loss": float(cde_loss(ens, y_test, zgrid)), "pit_ks": float(stats["ks"]),
-                 "pit_cvm": float(stats["cvm"]), "pit_ad": float(stats["ad"]),
-                 "crps": float(crps(ens, y_test, zgrid))},
-            cost={"fit_seconds": fit_s, "estimate_seconds": est_s,
-                  "objects_per_second": len(test) / est_s if est_s > 0 else float("inf"),
-                  "peak_rss_mb": max(fit_mb, est_mb)},
-        )
+        metrics, arrays = score_ensemble(ens, ens.ancil[key], fitted.zgrid_, ctx)
+        entry.update(metrics)
+        entry["cost"] = {"fit_seconds": fit_s, "estimate_seconds": est_s,
+                         "objects_per_second": len(test) / est_s if est_s > 0 else float("inf"),
+                         "peak_rss_mb": max(fit_mb, est_mb)}
         report.results.append(entry)
+        report.arrays[name] = arrays
     return report

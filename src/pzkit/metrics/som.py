@@ -251,6 +251,8 @@ class _LineProblem:
     def var(self, b, eps2=0.0):
         """(…, n) effective variances for slope(s) b."""
         b = np.asarray(b, dtype=np.float64)
+        if self.homo:  # one value per slope, broadcast over points
+            return (b[..., None] ** 2) * self.vx[0] + self.vy[0] + eps2
         return (b[..., None] ** 2) * self.vx + self.vy + eps2
 
     def fit_masks(self, masks, b_prev, eps2=0.0):
@@ -310,6 +312,12 @@ def _trim_consistency(q):
     return 1.0 / np.sqrt(var)
 
 
+def _clip_consistency(k):
+    """Factor turning the RMS of a unit Gaussian truncated at ±k into 1."""
+    mass = 2.0 * stats.norm.cdf(k) - 1.0
+    return 1.0 / np.sqrt(1.0 - 2.0 * k * stats.norm.pdf(k) / mass)
+
+
 def _c_steps(prob, a, b, h, n_steps, eps2=0.0):
     """Run up to ``n_steps`` concentration steps for S starts; returns a, b, masks, objective."""
     n = prob.x.size
@@ -352,9 +360,11 @@ def lts_line(x, y, sigma_x, sigma_y, clip=2.6, frac=0.5, n_starts=500, pivot=Non
        h = max(3, ⌈frac·n⌉); frac = 0.5 gives the maximal 50 % breakdown point.
     3. **Clipping**: starting from the h-subset, repeat until the kept set stops changing (≤ ``max_iter``):
        fit exactly on the kept points (with ε solved so that χ²/(m − 2) = 1 on them when ``fit_epsilon`` and
-       the errors alone give χ²/dof > 1, else ε = 0); scale
-       :math:`s = c(q)\,\sqrt{\sum_{\rm kept} r_i^2/m}` where c(q) is the Gaussian consistency factor for the
-       central fraction q = m/n that is kept; keep every point with :math:`|r_i| \le` ``clip``·s.
+       the errors alone give χ²/dof > 1, else ε = 0); scale :math:`s = c\,\sqrt{\sum_{\rm kept} r_i^2/m}`,
+       where c is the Gaussian consistency factor of the kept set — for the first pass (the LTS subset, the
+       central fraction h/n) :math:`c = [1 - 2z\varphi(z)/q]^{-1/2}`, q = h/n, z = Φ⁻¹((1+q)/2), and afterwards
+       (a set clipped at ±``clip``·s) the same with z = ``clip``, q = 2Φ(clip) − 1 — so that s estimates the σ
+       of Gaussian inliers without bias; keep every point with :math:`|r_i| \le` ``clip``·s.
 
     Deterministic for a given ``random_state``.
 
@@ -466,16 +476,18 @@ def lts_line(x, y, sigma_x, sigma_y, clip=2.6, frac=0.5, n_starts=500, pivot=Non
 
     mask = lts_mask
     a_f, b_f, eps, scale = a_l, b_l, 0.0, np.nan
-    for _ in range(max_iter):
+    c_clip = _clip_consistency(clip)
+    for it in range(max_iter):
         a_f, b_f, eps = fit_with_eps(mask, b_f)
         r = full.resid(a_f, b_f, eps * eps)
-        m = int(mask.sum())
-        scale = _trim_consistency(m / n) * float(np.sqrt(np.mean(r[mask] ** 2)))
+        rms = float(np.sqrt(np.mean(r[mask] ** 2)))
+        # first pass: the LTS subset is the central h/n of the residuals; later: a set clipped at ±clip·s
+        scale = (_trim_consistency(h / n) if it == 0 else c_clip) * rms
         new = np.abs(r) <= clip * scale
         if new.sum() < 3 or np.array_equal(new, mask):
             break
         mask = new
-    w = 1.0 / full.var(b_f, eps * eps)[mask]
+    w = np.broadcast_to(1.0 / full.var(b_f, eps * eps), (n,))[mask]
     xk = x0[mask]
     xw = np.sum(w * xk) / np.sum(w)
     b_err = float(1.0 / np.sqrt(np.sum(w * (xk - xw) ** 2)))

@@ -1,0 +1,138 @@
+"""Self-contained HTML report with plots (PNG images embedded as base64; no external files or scripts)."""
+
+import base64
+import html
+import io
+
+import numpy as np
+
+
+def _png(fig):
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _estimator_figure(name, arrays, zmax):
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import LogNorm
+
+    zs, zp = arrays["z_true"], arrays["z_phot"]
+    dz = (zp - zs) / (1 + zs)
+    fig, axes = plt.subplots(2, 4, figsize=(19, 8.5))
+    fig.suptitle(name, fontsize=14, fontweight="bold")
+
+    ax = axes[0, 0]
+    ax.hist2d(zs, zp, bins=120, range=[[0, zmax], [0, zmax]], norm=LogNorm(), cmap="viridis")
+    ax.plot([0, zmax], [0, zmax], "w--", lw=0.8)
+    ax.set(xlabel="z_spec", ylabel="z_phot", title="z_phot vs z_spec (density, log)")
+
+    ax = axes[0, 1]
+    ax.hist(arrays["pit"], bins=40, range=(0, 1), density=True, color="tab:blue", alpha=0.8)
+    ax.axhline(1.0, color="k", ls="--", lw=0.8)
+    ax.set(xlabel="PIT", ylabel="density", title="PIT histogram (uniform = calibrated)")
+
+    for ax, key, label in ((axes[0, 2], "residual_spec", "z_spec"), (axes[0, 3], "residual_photo", "z_phot")):
+        r = arrays[key]
+        ok = np.isfinite(r["mean"])
+        ax.errorbar(r["centers"][ok], r["mean"][ok], yerr=r["err"][ok], fmt="o", ms=3, lw=0.8)
+        ax.fill_between(r["centers"][ok], r["mean"][ok] - r["std"][ok], r["mean"][ok] + r["std"][ok], alpha=0.2)
+        ax.axhline(0, color="k", lw=0.8)
+        ax.axvline(r["break_point"], color="grey", ls=":", lw=0.8)
+        ax.set(xlabel=label, ylabel="mean Δz/(1+z_spec)", title=f"residual vs {label} (band: RMS)")
+
+    ax = axes[1, 0]
+    mag = arrays["magnitude"]
+    edges = np.quantile(mag, np.linspace(0, 1, 11))
+    idx = np.clip(np.searchsorted(edges, mag, side="right") - 1, 0, 9)
+    centres = [np.median(mag[idx == i]) for i in range(10)]
+    med = [np.median(dz[idx == i]) for i in range(10)]
+    lo = [np.percentile(dz[idx == i], 16) for i in range(10)]
+    hi = [np.percentile(dz[idx == i], 84) for i in range(10)]
+    ax.plot(centres, med, "o-", ms=3)
+    ax.fill_between(centres, lo, hi, alpha=0.25)
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set(xlabel="reference magnitude", ylabel="Δz/(1+z_spec)", title="residual vs magnitude (median, 16–84 %)")
+
+    ax = axes[1, 1]
+    colors = plt.cm.plasma(np.linspace(0, 0.85, max(len(arrays["tomo"]), 1)))
+    for b, c in zip(arrays["tomo"], colors):
+        if b["n"] == 0:
+            continue
+        ax.plot(b["zgrid"], b["nz_stack"], color=c, lw=1.5, label=f"{b['z_lo']:.1f}–{b['z_hi']:.1f}")
+        ax.step(b["zgrid"], b["nz_true"], color=c, lw=0.8, ls="--", where="mid")
+    ax.set(xlabel="z", ylabel="n(z)", title="n(z) per tomographic bin (solid: stacked PDFs, dashed: true)",
+           xlim=(0, zmax))
+    ax.legend(fontsize=7, title="z_phot bin", title_fontsize=7)
+
+    for ax, key, title, cmap in ((axes[1, 2], "som_sigma_nmad", "SOM cells: σ_NMAD", "magma"),
+                                 (axes[1, 3], "som_theta_deg", "SOM cells: slope θ (deg, 45 ideal)", "coolwarm")):
+        grid = arrays[key]
+        kw = dict(vmin=0, vmax=90) if "theta" in key else {}
+        im = ax.imshow(np.ma.masked_invalid(grid), origin="lower", cmap=cmap, **kw)
+        fig.colorbar(im, ax=ax, shrink=0.8)
+        ax.set(title=title, xlabel="SOM column", ylabel="SOM row")
+    fig.tight_layout()
+    out = _png(fig)
+    plt.close(fig)
+    return out
+
+
+def write_html(report, path):
+    """Write ``report`` as one self-contained HTML file with a summary table and a figure per estimator."""
+    meta = report.meta
+    zmax = 3.0
+    for r in report.results:
+        if "params" in r and "zmax" in r["params"]:
+            zmax = float(r["params"]["zmax"])
+            break
+    rows = []
+    header = ["estimator", "σ_NMAD", "bias", "outliers", "CDE loss", "PIT KS", "CRPS", "cov 68 %",
+              "mean θ (SOM)", "fit s", "estimate s", "obj/s"]
+    for r in report.results:
+        if "error" in r:
+            rows.append(f"<tr><td>{html.escape(r['name'])}</td><td colspan='{len(header) - 1}'>failed: "
+                        f"{html.escape(r['error'])}</td></tr>")
+            continue
+        theta = r["som"].get("mean_theta_deg")
+        cells = [r["name"], f"{r['point']['sigma_nmad']:.4f}", f"{r['point']['bias_median']:+.4f}",
+                 f"{100 * r['point']['outlier_rate']:.2f} %", f"{r['pdf']['cde_loss']:.3f}",
+                 f"{r['pdf']['pit_ks']:.3f}", f"{r['pdf']['crps']:.4f}", f"{r['pdf']['coverage_68']:.2f}",
+                 "—" if theta is None else f"{theta:.1f}°", f"{r['cost']['fit_seconds']:.2f}",
+                 f"{r['cost']['estimate_seconds']:.2f}", f"{r['cost']['objects_per_second']:,.0f}"]
+        rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+    figures = []
+    for name, arrays in report.arrays.items():
+        figures.append(f"<h2>{html.escape(name)}</h2><img alt='plots for {html.escape(name)}' "
+                       f"src='data:image/png;base64,{_estimator_figure(name, arrays, zmax)}'>")
+    ds = meta["dataset"]
+    doc = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>pzkit report: {html.escape(ds['name'])}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; }}
+table {{ border-collapse: collapse; margin: 1em 0; }}
+th, td {{ border: 1px solid #bbb; padding: 4px 8px; text-align: right; }}
+th {{ background: #eee; }} td:first-child {{ text-align: left; font-weight: bold; }}
+img {{ max-width: 100%; border: 1px solid #ddd; }}
+.meta {{ color: #555; font-size: 0.9em; }}
+</style></head><body>
+<h1>pzkit benchmark: {html.escape(ds['name'])}</h1>
+<p class="meta">train {ds['n_train']:,} / test {ds['n_test']:,}; grid {html.escape(str(meta['grid']))};
+point estimate {html.escape(str(meta['point_estimate']))}; outliers |Δz| &gt; {meta['outlier_threshold']};
+seed {meta['random_state']}; {html.escape(meta['created'])}; {meta['machine']['cpu_count']} CPU,
+{html.escape(meta['machine']['platform'])}; pzkit {html.escape(meta['machine']['versions']['pzkit'])}</p>
+<table><tr>{''.join(f'<th>{h}</th>' for h in header)}</tr>
+{''.join(rows)}
+</table>
+<p class="meta">Δz = (z_phot − z_spec)/(1 + z_spec). σ_NMAD = 1.4826·median|Δz − median Δz|. CDE loss (lower is
+better) = E∫p̂² − 2E p̂(z_true). PIT KS: Kolmogorov–Smirnov distance of the PIT values from U(0,1). θ: mean over
+SOM cells of the LTS slope angle of z_phot on z_spec (45° = no attenuation bias).</p>
+{''.join(figures)}
+</body></html>
+"""
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(doc)
+    return path
