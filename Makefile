@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 PLUGINS := $(sort $(wildcard plugins/*))
 STAMP  := $(VENV)/.pzkit-installed
 
-.PHONY: setup bench test test-slow microbench clean
+.PHONY: setup bench bench-rail test test-slow microbench clean
 
 $(STAMP): pyproject.toml constraints.txt $(wildcard plugins/*/pyproject.toml)
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
+
+bench-rail: $(STAMP)
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[bench-rail]"
+	$(PY) benchmarks/dc2_vs_rail.py --out benchmarks/results/dc2_vs_rail.json
 
 microbench: $(STAMP)
 	$(PY) -m pytest benchmarks -q -m "" --benchmark-only --benchmark-autosave
