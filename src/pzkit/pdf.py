@@ -15,33 +15,37 @@ import numpy as np
 SUMMARY_KEYS = ("zmode", "zmedian", "zmean", "zstd")
 
 
-def _normalise_rows(values, weights):
+def _check_mass(values, weights):
+    """Refuse rows with no (or non-finite) probability: they would put silent NaNs into every metric.
+
+    Normalisation itself is left to qp, so that ``qp.read`` of a written ensemble (which normalises
+    again) gives back bit-identical arrays.
+    """
     values = np.asarray(values, dtype=np.float64)
     norm = values @ weights
     bad = ~(norm > 0) | ~np.isfinite(norm)
     if np.any(bad):
-        # A row with no mass cannot be a PDF; refusing here keeps a silent NaN out of every downstream metric.
         raise ValueError(f"{int(bad.sum())} PDF(s) have zero or non-finite total probability on the grid")
-    return values / norm[:, None]
+    return values
 
 
 def interp_ensemble(xvals, yvals):
-    """``qp.interp`` ensemble of ``yvals`` (n, len(xvals)), normalised with the trapezoid rule."""
+    """``qp.interp`` ensemble of ``yvals`` (n, len(xvals)); qp normalises with the trapezoid rule."""
     import qp
 
     xvals = np.asarray(xvals, dtype=np.float64)
     yvals = np.clip(np.atleast_2d(yvals), 0.0, None)
     weights = _trapezoid_weights(xvals)
-    return qp.Ensemble(qp.interp, data=dict(xvals=xvals, yvals=_normalise_rows(yvals, weights)))
+    return qp.Ensemble(qp.interp, data=dict(xvals=xvals, yvals=_check_mass(yvals, weights)))
 
 
 def hist_ensemble(edges, pdfs):
-    """``qp.hist`` ensemble of bin densities ``pdfs`` (n, len(edges) - 1), normalised to unit mass."""
+    """``qp.hist`` ensemble of bin densities ``pdfs`` (n, len(edges) - 1); qp normalises to unit mass."""
     import qp
 
     edges = np.asarray(edges, dtype=np.float64)
     pdfs = np.clip(np.atleast_2d(pdfs), 0.0, None)
-    return qp.Ensemble(qp.hist, data=dict(bins=edges, pdfs=_normalise_rows(pdfs, np.diff(edges))))
+    return qp.Ensemble(qp.hist, data=dict(bins=edges, pdfs=_check_mass(pdfs, np.diff(edges))))
 
 
 def _trapezoid_weights(x):
@@ -67,8 +71,11 @@ def summarize_hist(edges, pdfs):
     widths = np.diff(edges)
     centres = 0.5 * (edges[1:] + edges[:-1])
     mass = np.asarray(pdfs, dtype=np.float64) * widths
-    mass /= mass.sum(axis=1, keepdims=True)
-    cdf = np.concatenate([np.zeros((mass.shape[0], 1)), np.cumsum(mass, axis=1)], axis=1)
+    cdf = np.zeros((mass.shape[0], mass.shape[1] + 1))
+    np.cumsum(mass, axis=1, out=cdf[:, 1:])
+    total = cdf[:, -1:].copy()
+    cdf /= total
+    mass /= total
     mean = mass @ centres
     second = mass @ (centres**2 + widths**2 / 12.0)
     return dict(

@@ -135,6 +135,10 @@ class _EnsembleView:
         mask = (idx >= 0) & (idx < nb)
         return np.clip(idx, 0, nb - 1), mask
 
+    def _sub(self, sl):
+        # qp cannot slice a one-PDF ensemble, and a full slice needs no copy
+        return self.ens if (sl.start == 0 and sl.stop == self.n) else self.ens[sl]
+
     # ---- evaluation on a common grid -> (rows, K)
     def pdf_grid(self, x, sl):
         if self.kind == "interp":
@@ -142,14 +146,14 @@ class _EnsembleView:
         if self.kind == "hist":
             idx, mask = self._hist_index(x)
             return np.where(mask, self.p[sl][:, idx], 0.0)
-        return np.asarray(self.ens[sl].pdf(x), dtype=np.float64).reshape(sl.stop - sl.start, -1)
+        return np.asarray(self._sub(sl).pdf(x), dtype=np.float64).reshape(sl.stop - sl.start, -1)
 
     def cdf_grid(self, x, sl):
         if self.kind == "interp":
             return _linear_interp_grid(self.x, self.c[sl], x, 0.0, 1.0)
         if self.kind == "hist":
             return _linear_interp_grid(self.bins, self.c[sl], x, 0.0, 1.0)
-        return np.asarray(self.ens[sl].cdf(x), dtype=np.float64).reshape(sl.stop - sl.start, -1)
+        return np.asarray(self._sub(sl).cdf(x), dtype=np.float64).reshape(sl.stop - sl.start, -1)
 
     # ---- evaluation at one point per object -> (n,)
     def pdf_at(self, z):
