@@ -5,9 +5,6 @@ Every error raised on bad user input derives from :class:`PzkitError`. Input err
 scikit-learn keeps catching what it expects.
 """
 
-from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
-
-
 class PzkitError(Exception):
     """Base class of every error pzkit raises on purpose."""
 
@@ -31,10 +28,6 @@ class NonDetectionError(InputError):
     """Non-detections (99, NaN, inf) were found and the chosen policy refuses them."""
 
 
-class NotFittedError(PzkitError, _SklearnNotFittedError):
-    """An estimator was used before ``fit``."""
-
-
 class PluginError(PzkitError, LookupError):
     """A plugin is unknown, failed to import, or does not provide a valid estimator class."""
 
@@ -53,3 +46,18 @@ class PzkitWarning(UserWarning):
 
 class PluginImportWarning(PzkitWarning):
     """A registered plugin failed to import; the other plugins stay usable."""
+
+
+def __getattr__(name):
+    # NotFittedError subclasses scikit-learn's, which imports sklearn (~1 s); it is built on first use so that
+    # the registry (and ``pzkit list``) stays fast.
+    if name == "NotFittedError":
+        from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
+
+        class NotFittedError(PzkitError, _SklearnNotFittedError):
+            """An estimator was used before ``fit``."""
+
+        NotFittedError.__module__ = __name__
+        globals()["NotFittedError"] = NotFittedError
+        return NotFittedError
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
