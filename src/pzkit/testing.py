@@ -108,21 +108,30 @@ def check_sklearn_compatible(estimator, data):
 
     est = clone(estimator).set_params(zmin=0.0, zmax=1000.0, nzbins=2001)
     expected = dict(getattr(estimator, "_expected_failed_sklearn_checks", {}))
-    failures = []
+    failures, skipped, passed = [], [], 0
     for est_instance, check in estimator_checks_generator(est, legacy=True, mark="skip"):
         name = getattr(check, "func", check).__name__
-        if name in expected or name == "check_array_api_input":
+        if name in expected:
             continue
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 check(est_instance)
         except Exception as exc:
-            if type(exc).__name__ == "SkipTest":
+            if type(exc).__name__ == "SkipTest":  # sklearn's own skips, e.g. array-API checks without SCIPY_ARRAY_API
+                skipped.append(f"{name} ({str(exc).strip()[:80]})")
                 continue
             failures.append(f"{name}: {type(exc).__name__}: {str(exc).strip().splitlines()[0][:300]}")
+        else:
+            passed += 1
     if failures:
         raise AssertionError("scikit-learn checks failed:\n    " + "\n    ".join(failures))
+    parts = [f"passed {passed} scikit-learn checks"]
+    if skipped:
+        parts.append("skipped by scikit-learn: " + "; ".join(sorted(set(skipped))))
+    if expected:
+        parts.append("expected failures: " + "; ".join(f"{k} ({v})" for k, v in expected.items()))
+    return ", ".join(parts)
 
 
 def check_pdf_output(estimator, data):
