@@ -9,7 +9,6 @@ import pytest
 from scipy import optimize, stats
 
 import pzkit.metrics as M
-from pzkit.metrics.point import _nmad
 
 qp = pytest.importorskip("qp")
 
@@ -324,24 +323,34 @@ def test_pdf_validation(gauss):
 
 # =========================================================================== tomographic n(z)
 def test_tomographic_nz_known_answer():
-    # every PDF is uniform on [0, 1]; all truths at 0.25
+    # every PDF is uniform on [0, 1]; the truths of bin 0 are all at 0.25, those of bin 1 at 0.75
     n = 50
     ens = qp.interp.create_ensemble(np.array([0.0, 1.0]), np.ones((n, 2)))
-    zt = np.full(n, 0.25)
+    zt = np.concatenate([np.full(30, 0.25), np.full(20, 0.75)])
     zphot = np.concatenate([np.full(30, 0.2), np.full(20, 0.7)])
     grid = np.linspace(0, 1, 1001)
     res = M.tomographic_nz(ens, zt, zphot, grid, [0.0, 0.5, 1.0, 1.5])
     assert [r["n"] for r in res] == [30, 20, 0]
-    for r in res[:2]:
+    for r, zt_bin in zip(res[:2], (0.25, 0.75)):
         assert r["mean_z_stack"] == pytest.approx(0.5, abs=1e-9)
-        assert r["mean_z_true"] == pytest.approx(0.25)
-        assert r["delta_mean_z"] == pytest.approx(0.25 / 1.25, abs=1e-9)
-        # W1 = ∫_0^.25 z dz + ∫_.25^1 (1 − z) dz = E|U − .25| = 0.3125; KS = max(.25, .75)
+        assert r["mean_z_true"] == pytest.approx(zt_bin)
+        assert r["delta_mean_z"] == pytest.approx((0.5 - zt_bin) / (1 + zt_bin), abs=1e-9)
+        # W1 = E|U − z₀| = (z₀² + (1 − z₀)²)/2 = 0.3125 for both; KS = max(z₀, 1 − z₀) = 0.75, reached just
+        # after the jump for z₀ = .25 and just before it for z₀ = .75
         assert r["wasserstein"] == pytest.approx(0.3125, abs=1e-6)
         assert r["ks"] == pytest.approx(0.75, abs=1e-6)
         assert np.trapezoid(r["nz_stack"], grid) == pytest.approx(1.0)
         assert np.trapezoid(r["nz_true"], grid) == pytest.approx(1.0, abs=2e-3)
     assert np.isnan(res[2]["wasserstein"]) and res[2]["n"] == 0
+
+
+def test_tomographic_nz_exact_on_coarse_grid():
+    # uniform stack on a 2-point grid vs truths {0.1, 0.9}: the CDFs cross inside one grid interval
+    ens = qp.interp.create_ensemble(np.array([0.0, 1.0]), np.ones((2, 2)))
+    (r,) = M.tomographic_nz(ens, [0.1, 0.9], [0.5, 0.5], np.array([0.0, 1.0]), [0.0, 1.0])
+    # W1 = ∫_0^.1 z + ∫_.1^.9 |z − .5| + ∫_.9^1 (1 − z) = .005 + .16 + .005
+    assert r["wasserstein"] == pytest.approx(0.17, abs=1e-12)
+    assert r["ks"] == pytest.approx(0.4, abs=1e-12)
 
 
 def test_tomographic_nz_matches_scipy_wasserstein(gauss):
@@ -629,6 +638,10 @@ def test_som_cell_diagnostics_known_cells():
     assert diag["n"][2] == 10 and np.isnan(diag["theta_deg"][2]) and np.isnan(diag["sigma_nmad"][2])
     s = diag["summary"]
     assert s["n_cells_used"] == 2
+    wide = M.som_cell_diagnostics(None, zs, zp, cells=cells, grid_shape=(2, 3), random_state=0, n_starts=20)
+    assert wide["n"].tolist() == [4000, 4000, 10, 0, 0, 0] and wide["row"].tolist() == [0, 0, 0, 1, 1, 1]
+    with pytest.raises(ValueError, match="beyond the 2 cells"):
+        M.som_cell_diagnostics(None, zs, zp, cells=cells, grid_shape=(1, 2))
     assert s["mean_theta_deg"] == pytest.approx(np.mean(diag["theta_deg"][:2]))
 
 

@@ -212,7 +212,8 @@ def score_ensemble(ens, z_phot, zgrid, ctx):
                               outlier_threshold=ctx.outlier_threshold)
     by_z = M.binned_metrics(zs, zp, zs, n_bins=8, n_boot=ctx.n_boot, random_state=ctx.random_state,
                             outlier_threshold=ctx.outlier_threshold)
-    som = M.som_cell_diagnostics(ctx.colors, zs, zp, cells=ctx.cells, random_state=ctx.random_state,
+    som = M.som_cell_diagnostics(ctx.colors, zs, zp, cells=ctx.cells, grid_shape=ctx.som_shape,
+                                 random_state=ctx.random_state,
                                  outlier_threshold=ctx.outlier_threshold)
     n_cells = ctx.som_shape[0] * ctx.som_shape[1]
 

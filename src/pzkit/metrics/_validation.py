@@ -55,7 +55,8 @@ def check_positive_scalar(value, name, *, allow_zero=False):
     except (TypeError, ValueError):
         raise InputError(f"{name} must be a number, got {value!r}") from None
     if not np.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
-        raise InputError(f"{name} must be a finite {'non-negative' if allow_zero else 'positive'} number, got {value!r}")
+        kind = "non-negative" if allow_zero else "positive"
+        raise InputError(f"{name} must be a finite {kind} number, got {value!r}")
     return v
 
 

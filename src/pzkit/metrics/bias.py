@@ -21,6 +21,8 @@ def _edges(x, bins, z_range, name):
         if z_range is None:
             lo = 0.0 if x.min() >= 0 else float(x.min())
             hi = float(x.max())
+            if hi <= lo:  # degenerate data: one bin around the single value
+                lo, hi = hi - 0.5, hi + 0.5
         else:
             lo, hi = (float(v) for v in z_range)
         if not (np.isfinite(lo) and np.isfinite(hi) and hi > lo):

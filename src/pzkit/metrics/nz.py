@@ -90,7 +90,8 @@ def tomographic_nz(ens, z_true, z_phot, zgrid, bin_edges):
 
     * ``mean_z_stack`` :math:`\langle z_p\rangle = \int z\,\hat n(z)\,dz` (trapezoid);
     * ``mean_z_true`` :math:`\langle z_s\rangle`, the mean true redshift;
-    * ``delta_mean_z`` :math:`\Delta\langle z\rangle = (\langle z_p\rangle - \langle z_s\rangle)/(1 + \langle z_s\rangle)`
+    * ``delta_mean_z``
+      :math:`\Delta\langle z\rangle = (\langle z_p\rangle - \langle z_s\rangle)/(1 + \langle z_s\rangle)`
       (Euclid requirement |Δ⟨z⟩| < 0.002);
     * ``wasserstein`` :math:`W_1 = \int |\hat N(z) - N_s(z)|\,dz`, integrated exactly for the piecewise-linear
       :math:`\hat N` against the step function :math:`N_s`;

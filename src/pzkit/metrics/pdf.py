@@ -99,25 +99,31 @@ class _EnsembleView:
         self.kind = _pdf_name(ens)
         if self.kind == "interp":
             self.x = np.asarray(ens.metadata["xvals"], dtype=np.float64).ravel()
-            y = np.asarray(ens.objdata["yvals"], dtype=np.float64).reshape(self.n, -1)
-            self.y = y
-            dx = np.diff(self.x)
-            c = np.empty_like(y)
-            c[:, 0] = 0.5 * y[:, 0] * dx[0]
-            c[:, 1:] = np.cumsum(dx * 0.5 * (y[:, 1:] + y[:, :-1]), axis=1)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                self.c = c / c[:, -1:]
+            self.y = np.asarray(ens.objdata["yvals"], dtype=np.float64).reshape(self.n, -1)
         elif self.kind == "hist":
             self.bins = np.asarray(ens.metadata["bins"], dtype=np.float64).ravel()
             self.p = np.asarray(ens.objdata["pdfs"], dtype=np.float64).reshape(self.n, -1)
             w = np.diff(self.bins)
-            c = np.zeros((self.n, self.bins.size))
-            c[:, 1:] = np.cumsum(self.p * w, axis=1)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                self.c = c / c[:, -1:]
             self.equal_width = bool(np.allclose(w, w[0]))
         else:
             self.kind = "generic"
+        self._c = None
+
+    @property
+    def c(self):
+        """Normalised cumulative values at the knots (interp: qp's trapezoid rule; hist: bin masses), lazily."""
+        if self._c is None:
+            if self.kind == "interp":
+                y, dx = self.y, np.diff(self.x)
+                c = np.empty_like(y)
+                c[:, 0] = 0.5 * y[:, 0] * dx[0]
+                c[:, 1:] = np.cumsum(dx * 0.5 * (y[:, 1:] + y[:, :-1]), axis=1)
+            else:
+                c = np.zeros((self.n, self.bins.size))
+                c[:, 1:] = np.cumsum(self.p * np.diff(self.bins), axis=1)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                self._c = c / c[:, -1:]
+        return self._c
 
     # ---- row blocks
     def blocks(self, width):

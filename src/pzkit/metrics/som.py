@@ -150,12 +150,14 @@ class SelfOrganizingMap:
 
     def _bmu(self, X, W, return_dist=False):
         wn = np.einsum("kd,kd->k", W, W)
+        wt = -2.0 * W.T
         out = np.empty(X.shape[0], dtype=np.int64)
         dist = np.empty(X.shape[0]) if return_dist else None
         cs = int(self.chunk_size)
         for s in range(0, X.shape[0], cs):
             xb = X[s:s + cs]
-            d2 = wn[None, :] - 2.0 * (xb @ W.T)
+            d2 = xb @ wt
+            d2 += wn
             k = np.argmin(d2, axis=1)
             out[s:s + cs] = k
             if return_dist:
@@ -347,7 +349,7 @@ def lts_line(x, y, sigma_x, sigma_y, clip=2.6, frac=0.5, n_starts=500, pivot=Non
     with pivot :math:`x_p` (default the median of x; it only decorrelates a from b) and intrinsic scatter ε.
     Fitting a set of points means minimising :math:`\sum r_i^2` over (a, b) *including* the b-dependence of the
     denominator; for homoscedastic errors this is the closed-form Deming regression, which corrects the
-    attenuation caused by σ_x (b comes out steeper than OLS by ≈ 1 + σx²/Var(x)); for per-point errors it is
+    attenuation caused by σ_x (b comes out steeper than OLS, by up to ≈ 1 + σx²/Var(x)); for per-point errors it is
     a 1-D profile minimisation in b.
 
     Algorithm (written from the published FAST-LTS description, Rousseeuw & Van Driessen 2006):
@@ -355,8 +357,10 @@ def lts_line(x, y, sigma_x, sigma_y, clip=2.6, frac=0.5, n_starts=500, pivot=Non
     1. **Random starts**: ``n_starts`` elemental lines through 2 distinct random points (on a random subsample
        of ``max_subset`` points when n is larger), ε = 0.
     2. **C-steps**: keep the h points with the smallest :math:`r_i^2`, refit on them, repeat (2 steps for every
-       start; each step cannot increase the LTS objective Σ of the h smallest :math:`r_i^2`); the 10 best starts
-       are then iterated to convergence on the full data, and the best objective wins.
+       start; with homoscedastic errors the refit is exact, so no step can increase the LTS objective Σ of the
+       h smallest :math:`r_i^2`; with per-point errors a C-step refit is one re-weighting step, weights
+       1/(b²σx² + σy²) at the previous b); the 10 best starts are then iterated to convergence on the full
+       data, and the best objective wins.
        h = max(3, ⌈frac·n⌉); frac = 0.5 gives the maximal 50 % breakdown point.
     3. **Clipping**: starting from the h-subset, repeat until the kept set stops changing (≤ ``max_iter``):
        fit exactly on the kept points (with ε solved so that χ²/(m − 2) = 1 on them when ``fit_epsilon`` and
@@ -512,7 +516,7 @@ def lts_line(x, y, sigma_x, sigma_y, clip=2.6, frac=0.5, n_starts=500, pivot=Non
 # =========================================================================== per-cell diagnostics
 def som_cell_diagnostics(colors, z_true, z_pred, som=None, min_count=30, sigma_x=0.005, outlier_threshold=0.05,
                          clip=2.6, frac=0.5, n_starts=200, properties=None, fit_colors=None, cells=None,
-                         som_kwargs=None, random_state=None):
+                         grid_shape=None, som_kwargs=None, random_state=None):
     r"""Per-SOM-cell scatter, slope and attenuation-bias split (Moran et al., spec §3).
 
     Objects are assigned to cells by their BMU in colour space (``colors``, e.g. u−r, g−r, r−i, r−z). For every
@@ -549,7 +553,10 @@ def som_cell_diagnostics(colors, z_true, z_pred, som=None, min_count=30, sigma_x
     fit_colors : array_like, optional
         Colours to train the SOM on when it must be fitted (the paper trains on train + test).
     cells : array_like of int, shape (n,), optional
-        Precomputed flat cell indices (skips the SOM entirely).
+        Precomputed flat cell indices (skips the SOM entirely; ``colors`` is then not used).
+    grid_shape : (int, int), optional
+        Lattice shape (n_rows, n_cols) for ``cells`` without ``som``, so that every cell — occupied or not —
+        gets a row in the output; default: one row of ``max(cells) + 1`` cells.
     som_kwargs : dict, optional
         Extra arguments of a default SOM.
     random_state : None, int or numpy.random.Generator
@@ -575,8 +582,15 @@ def som_cell_diagnostics(colors, z_true, z_pred, som=None, min_count=30, sigma_x
         cell = np.asarray(cells)
         if cell.ndim != 1 or cell.size != n or not np.issubdtype(cell.dtype, np.integer) or np.any(cell < 0):
             raise InputError(f"cells must be {n} non-negative integers (one per object)")
-        n_cells = som.n_cells if som is not None else int(cell.max()) + 1
-        n_cols = int(som.n_cols) if som is not None else n_cells
+        if som is not None:
+            n_cells, n_cols = som.n_cells, int(som.n_cols)
+        elif grid_shape is not None:
+            n_rows_, n_cols = (check_int(v, "grid_shape", 1) for v in grid_shape)
+            n_cells = n_rows_ * n_cols
+        else:
+            n_cells = n_cols = int(cell.max()) + 1
+        if cell.max() >= n_cells:
+            raise InputError(f"cells has index {int(cell.max())}, beyond the {n_cells} cells of the map")
     else:
         X = _as_2d(colors, "colors")
         if X.shape[0] != n:
