@@ -62,6 +62,17 @@ def _features_from_args(args):
     )
 
 
+def _catalog(dataset, split, path, missing_message):
+    """The catalog a command works on: a split of a built-in dataset, or a file path."""
+    if dataset == "dc2":
+        from .datasets import load_dc2
+
+        return getattr(load_dc2(), split)
+    if path:
+        return path
+    raise PzkitError(missing_message)
+
+
 def cmd_list(args):
     from .registry import get_estimator_class, list_estimators, plugin_info
 
@@ -91,14 +102,7 @@ def cmd_fit(args):
 
     estimator = make_estimator(args.estimator, **_parse_params(args.param))
     features = _features_from_args(args)
-    if args.dataset == "dc2":
-        from .datasets import load_dc2
-
-        catalog = load_dc2().train
-    elif args.train:
-        catalog = args.train
-    else:
-        raise PzkitError("pzkit fit needs --train PATH or --dataset dc2")
+    catalog = _catalog(args.dataset, "train", args.train, "pzkit fit needs --train PATH or --dataset dc2")
     columns, _ = read_catalog(catalog, args.group)
     if args.redshift_column not in columns:
         raise PzkitError(f"training catalog has no redshift column {args.redshift_column!r}")
@@ -121,14 +125,7 @@ def cmd_estimate(args):
     from .persistence import load
 
     model = load(args.model)
-    if args.dataset == "dc2":
-        from .datasets import load_dc2
-
-        catalog = load_dc2().validation
-    elif args.input:
-        catalog = args.input
-    else:
-        raise PzkitError("pzkit estimate needs --input PATH or --dataset dc2")
+    catalog = _catalog(args.dataset, "validation", args.input, "pzkit estimate needs --input PATH or --dataset dc2")
     columns, _ = read_catalog(catalog, args.group)
     n = len(next(iter(columns.values())))
     parts = []
