@@ -1,0 +1,79 @@
+"""Shared torch pieces (pzkit.nn)."""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="SKIPPED: torch not installed (extra 'torch')")
+
+from pzkit.exceptions import InputError  # noqa: E402
+from pzkit.nn import class_weights, grid_bins, seed_everything, select_device, soft_labels, z_to_bin  # noqa: E402
+
+
+def test_z_to_bin_floor_convention_and_last_edge():
+    edges = np.array([0.0, 0.1, 0.2, 0.3])
+    np.testing.assert_array_equal(z_to_bin([0.0, 0.05, 0.1, 0.2999, 0.3], edges), [0, 0, 1, 2, 2])
+
+
+def test_grid_bins():
+    edges, centres = grid_bins(np.linspace(0, 1, 11))
+    assert len(centres) == 10 and centres[0] == pytest.approx(0.05)
+
+
+def test_soft_labels_are_normalised_gaussians():
+    edges = np.linspace(0, 3, 301)
+    p = soft_labels(np.array([1.0, 2.0]), edges, sigma=0.05)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-6)
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    mean = p @ centres
+    std = np.sqrt(p @ centres**2 - mean**2)
+    np.testing.assert_allclose(mean, [1.0, 2.0], atol=1e-4)
+    np.testing.assert_allclose(std, np.sqrt(0.05**2 + 0.01**2 / 12), rtol=1e-2)
+
+
+def test_class_weights_inverse_frequency():
+    w = class_weights(np.array([0, 0, 0, 1]), 3, floor=0.0)
+    assert w[0] == pytest.approx(w[1] / 3)  # 3 times as frequent, a third of the weight
+    assert np.mean(w[:2]) == pytest.approx(1.0)
+
+
+def test_device_selection():
+    assert select_device("auto") in ("cpu", "cuda")
+    assert select_device("cpu") == "cpu"
+    if not torch.cuda.is_available():
+        with pytest.raises(InputError, match="no CUDA device"):
+            select_device("cuda")
+
+
+def test_seeding_reproduces_torch_draws():
+    seed_everything(5)
+    a = torch.rand(3)
+    seed_everything(5)
+    assert torch.equal(a, torch.rand(3))
+
+
+def test_weights_are_saved_without_pickle(tmp_path):
+    import zipfile
+
+    import pzkit
+    from pzkit.testing import make_toy_catalog
+
+    X, z = make_toy_catalog(300)
+    est = pzkit.make_estimator("baseline_nn", hidden=(16,), max_epochs=3, batch_size=64, random_state=1).fit(X, z)
+    pzkit.save(est, tmp_path / "m.pzk")
+    with zipfile.ZipFile(tmp_path / "m.pzk") as zf:
+        payload = zf.read("model.skops")
+    import skops.io
+
+    types = skops.io.get_untrusted_types(data=payload)
+    assert not any(t.startswith("torch") for t in types), types
+    loaded = pzkit.load(tmp_path / "m.pzk")
+    np.testing.assert_array_equal(loaded.estimate_pdf(X).objdata["pdfs"], est.estimate_pdf(X).objdata["pdfs"])
+
+
+def test_bad_training_parameters_are_named():
+    import pzkit
+    from pzkit.testing import make_toy_catalog
+
+    X, z = make_toy_catalog(100)
+    with pytest.raises(InputError, match="max_epochs must be a positive integer"):
+        pzkit.make_estimator("baseline_nn", max_epochs=0).fit(X, z)
