@@ -156,8 +156,8 @@ class KNNLocalLinear(PhotoZEstimator):
 
     * Features: the ``PhotometryFeatures`` colours + reference magnitude (DC2: u−g … z−y + i, 6-D) instead
       of SDSS modelMag u−g … i−z + cModelMag r [paper: the SDSS set]; scaled by their standard deviations
-      (spec suggestion: no scaling; a 4-fold CV on the DC2 *training* split gave σ_NMAD 0.0234 with scaling vs
-      0.0282 without, because the magnitude spans ~10× the range of a colour). ``scale=None`` restores
+      (spec suggestion: no scaling; a 4-fold CV on the DC2 *training* split gave σ_NMAD of the fit 0.0234 with
+      scaling vs 0.0282 without, uniform weights, because the magnitude spans ~10× the range of a colour). ``scale=None`` restores
       Euclidean distance on raw features.
     * Tricube distance weights (LOESS, Cleveland 1979) [suggestion; B16 gives no weighting]: training-split
       CV σ_NMAD 0.0218 vs 0.0234 unweighted. ``weights="uniform"`` gives B16's unweighted fit.
@@ -184,18 +184,26 @@ class KNNLocalLinear(PhotoZEstimator):
     outside : {"fit", "mean"}, default "fit"
         What to do with a query outside its neighbours' bounding box: keep the linear fit (and flag it), or
         fall back to the clipped mean.
-    bandwidth : float, default 0.012
+    bandwidth : float, default 0.005
         Kernel width in units of (1 + z).
-    bandwidth_scatter : float, default 1.0
+    bandwidth_scatter : float, default 3.0
         Factor on zerr·n_eff^(−1/5) in the kernel width (0 for a fixed width).
     algorithm : {"ckdtree", "kd_tree", "ball_tree"}, default "ckdtree"
     leaf_size : int, default 16
     n_jobs : int or None, default None
-        Threads for the neighbour search (None: 1, −1: all cores).
+        Threads (None: 1, −1: all cores): row chunks are processed in parallel threads (a single chunk uses
+        them for its tree query only).
     chunk_size : int, default 8192
         Rows processed at once by ``estimate_pdf``; bounds the working memory (see below).
     ridge : float, default 1e-10
         Relative ridge on the normal equations (numerical safety only).
+
+    Tuning: the defaults of ``bandwidth``, ``bandwidth_scatter``, ``clip_sigma``, ``max_clip_iter`` and
+    ``weights`` were chosen by a 4-fold cross-validation on the DC2 *training* split only (7,669 training / 2,556 test rows
+    per fold): σ_NMAD 0.0208, outliers 2.5 %, CDE loss −7.81, PIT KS 0.029. A fixed width (scatter term 0)
+    gave KS 0.048–0.067; clip 2.5σ: σ_NMAD 0.0210 and KS 0.071; 1 or 2 clipping passes: KS 0.10/0.07;
+    uniform weights: σ_NMAD 0.0220; magnitude errors (or their logs) as extra distance features made σ_NMAD
+    worse (0.0232–0.0239 vs 0.0213 in the same set-up).
 
     Memory: the fitted model keeps the scaled training features and redshifts plus the tree,
     ≈ 8·(2d + 2) bytes per training row (≈ 110 bytes for d = 6). Estimation needs
@@ -312,20 +320,20 @@ class KNNLocalLinear(PhotoZEstimator):
             self.tree_ = self._build_tree()
 
     # ------------------------------------------------------------------ neighbours and fits
-    def _query(self, Xs):
+    def _query(self, Xs, workers=None):
         k = self.n_neighbors
         if self.algorithm == "ckdtree":
-            dist, idx = self.tree_.query(Xs, k=k, workers=self._workers())
+            dist, idx = self.tree_.query(Xs, k=k, workers=self._workers() if workers is None else workers)
             if k == 1:
                 dist, idx = dist[:, None], idx[:, None]
         else:
             dist, idx = self.tree_.query(Xs, k=k)
         return dist, idx
 
-    def _fit_chunk(self, X):
+    def _fit_chunk(self, X, workers=None):
         """Neighbour fits for one chunk of (unscaled, validated) rows: a dict of per-row arrays."""
         Xs = X / self.scale_
-        dist, idx = self._query(Xs)
+        dist, idx = self._query(Xs, workers)
         n, k = idx.shape
         d = Xs.shape[1]
         z = self.y_train_[idx]
@@ -336,9 +344,9 @@ class KNNLocalLinear(PhotoZEstimator):
         coef, resid, keep, scatter = local_linear_fit(D, z, w0, self.clip_sigma, self.max_clip_iter, self.ridge)
         zfit = coef[:, 0]
         kept = keep & (w0 > 0)
-        Dk = np.where(kept[:, :, None], D, np.nan)
-        with np.errstate(invalid="ignore"):
-            inside = np.all((np.nanmin(Dk, axis=1) <= 0) & (np.nanmax(Dk, axis=1) >= 0), axis=1)
+        km = kept[:, :, None]
+        inside = np.all((np.where(km, D, np.inf).min(axis=1) <= 0) & (np.where(km, D, -np.inf).max(axis=1) >= 0),
+                        axis=1)
         fallback = (kept.sum(axis=1) < d + 2) | ~np.isfinite(zfit)
         fallback |= (zfit < z.min(axis=1)) | (zfit > z.max(axis=1))
         if self.outside == "mean":
@@ -359,7 +367,7 @@ class KNNLocalLinear(PhotoZEstimator):
         """The local linear fit without PDFs: dict of (n,) arrays ``zfit``, ``zerr``, ``nn_count``,
         ``nn_avg_z``, ``nn_is_inside``, ``nn_fallback`` (see the class docstring)."""
         X, _ = self._validate_X(X, reset=False)
-        out = [self._fit_chunk(X[i:i + self.chunk_size]) for i in range(0, X.shape[0], self.chunk_size)]
+        out = self._map_chunks(self._fit_chunk, X)
         return {key: np.concatenate([o[key] for o in out]) for key in out[0] if not key.startswith("_")}
 
     # ------------------------------------------------------------------ PDFs
@@ -398,8 +406,8 @@ class KNNLocalLinear(PhotoZEstimator):
         # the kernel centred on the grid point: shift back by nothing (deposit is at grid indices)
         return np.clip(out, 0.0, None)
 
-    def _pdf_chunk(self, X):
-        res = self._fit_chunk(X)
+    def _pdf_chunk(self, X, workers=None):
+        res = self._fit_chunk(X, workers)
         widths = self._kernel_widths(res)
         vals = self._smooth(res["_points"], res["_w"], widths)
         mass = vals.sum(axis=1)
@@ -408,8 +416,24 @@ class KNNLocalLinear(PhotoZEstimator):
             vals[empty] = self._smooth(res["_z"][empty], res["_w0"][empty], widths[empty])
         return vals, res
 
+    def _map_chunks(self, func, X):
+        """``func`` over row chunks of ``X``; with n_jobs > 1 the chunks run in threads (numpy, LAPACK, the FFT
+        and the tree query release the GIL), each chunk's tree query then using one worker."""
+        starts = range(0, X.shape[0], self.chunk_size)
+        n_threads = self._workers()
+        if n_threads < 0:
+            import os
+
+            n_threads = os.cpu_count() or 1
+        if n_threads <= 1 or len(starts) == 1:
+            return [func(X[i:i + self.chunk_size]) for i in starts]
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(n_threads, len(starts))) as pool:
+            return list(pool.map(lambda i: func(X[i:i + self.chunk_size], workers=1), starts))
+
     def _estimate_pdf(self, X):
-        parts = [self._pdf_chunk(X[i:i + self.chunk_size]) for i in range(0, X.shape[0], self.chunk_size)]
+        parts = self._map_chunks(self._pdf_chunk, X)
         vals = np.concatenate([p[0] for p in parts]) if len(parts) > 1 else parts[0][0]
         ens = self._interp_ensemble(vals)
         extra = {key: np.concatenate([p[1][key] for p in parts]) for key in parts[0][1] if not key.startswith("_")}

@@ -25,9 +25,17 @@ class RandomForestPZ(PhotoZEstimator):
     **The density** [extension; the paper has point estimates only]: the quantile-regression-forest weights
     of Meinshausen (2006), w_i(x) = (1/T) Σ_t 1[x_i ∈ leaf_t(x)] / |leaf_t(x)|, where every *training* row
     (in-bag or not, as in Meinshausen) is dropped down every tree. The weighted training redshifts are
-    deposited linearly on the grid and smoothed with a Gaussian kernel of width ``bandwidth``·(1 + z):
+    deposited linearly on the grid, shrunk about their weighted mean z̄(x) = Σ_i w_i(x) z_i by the factor
+    ``spread`` and smoothed with a Gaussian kernel of width ``bandwidth``·(1 + z):
 
-        p(z | x) ∝ Σ_i w_i(x) N(z; z_i, [bandwidth·(1 + z_i)]²).
+        p(z | x) ∝ Σ_i w_i(x) N(z; z̄ + spread·(z_i − z̄), [bandwidth·(1 + z)]²).
+
+    Why ``spread`` < 1: the plain QRF density is over-dispersed — a leaf pools training objects from a
+    region of colour space over which E[z | x] still varies (the same reason a plain kNN PDF is too wide,
+    which ``knn_local_linear`` fixes with its local linear shift). On the DC2 *training* split (4-fold CV)
+    the plain QRF (spread = 1) gives a hump-shaped PIT (KS 0.065 with bandwidth 0.01, 0.035 with no kernel
+    but then σ_NMAD of the mode 0.023); spread = 0.7 gives σ_NMAD 0.0199, outliers 2.8 %, CDE loss −7.55,
+    PIT KS 0.027 (spread 0.6: KS 0.048; 0.8: KS 0.022 but outliers 2.9 %).
 
     It is built without a per-object loop: ``fit`` drops the training set down the forest once
     (``apply``) and stores every leaf's redshift distribution on the grid as one sparse matrix
@@ -43,8 +51,10 @@ class RandomForestPZ(PhotoZEstimator):
       [paper: SDSS features].
     * ``predict`` returns the ``point_estimate`` summary (mode by default) of the density, as every pzkit
       estimator does, not the mean over trees; ``zforest`` keeps the latter.
-    * Hyperparameter defaults are scikit-learn's except ``min_samples_leaf``/``bandwidth`` where noted
-      in the parameter list; the values were chosen by a 4-fold cross-validation on the DC2 *training* split.
+    * The forest's hyperparameters are scikit-learn's defaults, as the paper implies; a 4-fold CV on the DC2
+      training split found no clear gain from ``max_features`` 0.5/0.33 (worse), ``min_samples_leaf`` 3/5
+      (σ_NMAD equal, CDE loss worse), 200 trees (within noise) or magnitude errors as extra features
+      (σ_NMAD 0.0206 vs 0.0203). Only the density's own ``spread`` and ``bandwidth`` were tuned (same CV).
 
     Parameters
     ----------
@@ -55,6 +65,8 @@ class RandomForestPZ(PhotoZEstimator):
     n_estimators, criterion, max_depth, min_samples_split, min_samples_leaf, max_features, max_leaf_nodes,
     bootstrap, max_samples
         As in ``sklearn.ensemble.RandomForestRegressor`` (same defaults).
+    spread : float in (0, 1], default 0.7
+        Shrink factor of the leaf redshift distribution about its weighted mean (1: Meinshausen's QRF).
     bandwidth : float, default 0.01
         Kernel width in units of (1 + z); 0 gives the bare leaf weights deposited on the grid.
     n_jobs : int or None, default None
