@@ -91,6 +91,9 @@ def run_ceci(out, inputs):
             with open(os.path.join(logs, name)) as fh:
                 tails += f"\n--- {name}\n" + "".join(fh.readlines()[-15:])
         raise RuntimeError(f"ceci failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}{tails}")
+    for line in done.stdout.splitlines():
+        if "completed successfully" in line or "Pipeline successful" in line:
+            print("  " + line.strip())
     return done
 
 

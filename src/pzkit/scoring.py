@@ -82,6 +82,8 @@ def _final_estimator(estimator):
 
 
 def _estimate_pdf(estimator, X, **side_inputs):
+    if not hasattr(estimator, "estimate_pdf") and hasattr(estimator, "best_estimator_"):  # a fitted search
+        estimator = estimator.best_estimator_
     if hasattr(estimator, "estimate_pdf"):
         return estimator.estimate_pdf(X, **side_inputs)
     if hasattr(estimator, "steps"):  # a plain sklearn Pipeline around a pzkit estimator
