@@ -78,7 +78,7 @@ def _tophat(centre, fwhm):
 
 @functools.lru_cache(maxsize=256)
 def load_filter(name):
-    """(wave Å, throughput) of filter ``name``, trimmed to where T > 1e-4 max(T)."""
+    """(wave Å, throughput) of filter ``name``, trimmed to where T > 1e-3 max(T) (drops far red leaks)."""
     if not is_known(name):
         raise SimsConfigError(f"unknown filter {name!r}; known: speclite names such as lsst2023-u, "
                               f"hst-F160W, paus-NB455, tophat-<centre>-<fwhm> (see pzkit.sims.list_filters())")
@@ -100,7 +100,7 @@ def load_filter(name):
         curve = speclite.filters.load_filter(name)
         wave, resp = np.asarray(curve.wavelength, dtype=np.float64), np.asarray(curve.response, dtype=np.float64)
     resp = np.clip(resp, 0.0, None)
-    keep = np.nonzero(resp > 1e-4 * resp.max())[0]
+    keep = np.nonzero(resp > 1e-3 * resp.max())[0]
     lo, hi = max(keep[0] - 1, 0), min(keep[-1] + 2, len(wave))
     return wave[lo:hi].astype(np.float64), resp[lo:hi].astype(np.float64)
 

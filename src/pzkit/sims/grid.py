@@ -20,7 +20,7 @@ import numpy as np
 from . import filters as _filters
 from . import seds
 
-GRID_VERSION = "1"
+GRID_VERSION = "2"
 Z_MAX = 6.0
 DZ = 0.005
 DE = 0.1
@@ -52,11 +52,14 @@ def _grid_key(template_set, filter_name):
     h = hashlib.sha256()
     h.update(f"{GRID_VERSION}|{template_set}|{filter_name}|{Z_MAX}|{DZ}|{E_MAX}|{DE}".encode())
     w, t = _filters.load_filter(filter_name)
+    lam, _, weights = _filters.sampling(filter_name)
+    h.update(np.ascontiguousarray(lam).tobytes())
+    h.update(np.ascontiguousarray(weights).tobytes())
     h.update(np.ascontiguousarray(w).tobytes())
     h.update(np.ascontiguousarray(t).tobytes())
-    for path in seds.template_files(template_set):
-        h.update(os.path.basename(path).encode())
-        h.update(str(os.path.getsize(path)).encode())
+    _, wave_t, flux_t = templates(template_set)     # the processed (line-stripped, normalised) templates
+    h.update(np.ascontiguousarray(wave_t).tobytes())
+    h.update(np.ascontiguousarray(flux_t).tobytes())
     return h.hexdigest()[:16]
 
 
@@ -74,9 +77,9 @@ def compute_filter_grid(template_set, filter_name):
         base = igm * weights[None, :] / (1.0 + z[:, None])              # (z, l)
         sk = np.stack([np.interp(rest, wave_t, f) for f in flux_t])     # (k, z, l)
         a = sk * base[None]
-        kcal = seds.calzetti_k(rest)                                    # (z, l)
+        kcal = -0.4 * np.log(10.0) * seds.calzetti_k(rest)              # (z, l)
         for ie, e in enumerate(E_GRID):
-            out[:, start:start + chunk, ie] = np.einsum("kzl,zl->kz", a, 10.0 ** (-0.4 * kcal * e))
+            out[:, start:start + chunk, ie] = np.einsum("kzl,zl->kz", a, np.exp(kcal * e))
     return out
 
 

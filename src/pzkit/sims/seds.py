@@ -31,22 +31,21 @@ LINES = {
 
 #: Windows (rest Å) where template emission is stripped: f -> min(f, continuum interpolated across the window).
 _STRIP_WINDOWS = [
-    (1195, 1240),   # Lyα (not modelled: stripped so the SB templates carry no Lyα)
-    (3712, 3742),   # [OII]
-    (3860, 3880),   # [NeIII]
-    (4093, 4111),   # Hδ
-    (4330, 4350),   # Hγ
-    (4849, 4874),   # Hβ
-    (4949, 4969),   # [OIII]4959
-    (4994, 5020),   # [OIII]5007
-    (5868, 5884),   # HeI
-    (6292, 6310),   # [OI]
-    (6538, 6598),   # Hα + [NII]
-    (6705, 6742),   # [SII]
+    (1180, 1255),   # Lyα (not modelled: stripped so the SB templates carry no Lyα)
+    (3690, 3770),   # [OII]
+    (3850, 3890),   # [NeIII]
+    (4085, 4120),   # Hδ
+    (4320, 4360),   # Hγ
+    (4825, 4900),   # Hβ
+    (4935, 5045),   # [OIII]4959, 5007
+    (5860, 5895),   # HeI
+    (6285, 6320),   # [OI]
+    (6500, 6640),   # Hα + [NII] (the Kinney spectra have ~20 Å resolution: wide wings)
+    (6690, 6765),   # [SII]
 ]
 
 TEMPLATE_SETS = {
-    # name -> (package, relative files); listed blue-ward of nothing: order is red (early) -> blue (late)
+    # name -> (package, file stems), ordered red (early type) -> blue (late type / starburst)
     "cwwsb": ("desc_bpz", ["El_B2004a", "Sbc_B2004a", "Scd_B2004a", "Im_B2004a", "SB3_B2004a", "SB2_B2004a"]),
     "cww": ("galsim", ["CWW_E_ext", "CWW_Sbc_ext", "CWW_Scd_ext", "CWW_Im_ext"]),
 }
@@ -99,12 +98,13 @@ def _strip_lines(wave, flux):
         inside = (wave >= lo) & (wave <= hi)
         if not inside.any():
             continue
-        left = (wave >= lo - 25) & (wave < lo)
-        right = (wave > hi) & (wave <= hi + 25)
+        left = (wave >= lo - 40) & (wave < lo)
+        right = (wave > hi) & (wave <= hi + 40)
         if not left.any() or not right.any():
             continue
-        xl, yl = wave[left].mean(), np.median(flux[left])
-        xr, yr = wave[right].mean(), np.median(flux[right])
+        # a low percentile of the side bands: robust to line wings and noise spikes
+        xl, yl = wave[left].mean(), np.percentile(flux[left], 30)
+        xr, yr = wave[right].mean(), np.percentile(flux[right], 30)
         cont = yl + (yr - yl) * (wave[inside] - xl) / (xr - xl)
         out[inside] = np.minimum(flux[inside], cont)
     return out
@@ -173,8 +173,8 @@ def ccm_a_over_ebv(wave, rv=3.1):
     y = x[opt] - 1.82
     a[opt] = (1 + 0.104 * y - 0.609 * y**2 + 0.701 * y**3 + 1.137 * y**4 - 1.718 * y**5 - 0.827 * y**6
               + 1.647 * y**7 - 0.505 * y**8)
-    b[opt] = (1.952 * y + 2.908 * y**2 - 1.089 * y**3 - 5.384 * y**4 + 11.102 * y**5 + 6.191 * y**6
-              - 10.805 * y**7 + 1.002 * y**8)
+    b[opt] = (1.952 * y + 2.908 * y**2 - 3.989 * y**3 - 7.985 * y**4 + 11.102 * y**5 + 5.491 * y**6
+              - 10.805 * y**7 + 3.347 * y**8)
     uv = (x >= 3.3) & (x <= 8.0)
     xu = x[uv]
     fa = np.where(xu >= 5.9, -0.04473 * (xu - 5.9) ** 2 - 0.009779 * (xu - 5.9) ** 3, 0.0)
