@@ -157,8 +157,8 @@ class KNNLocalLinear(PhotoZEstimator):
     * Features: the ``PhotometryFeatures`` colours + reference magnitude (DC2: u−g … z−y + i, 6-D) instead
       of SDSS modelMag u−g … i−z + cModelMag r [paper: the SDSS set]; scaled by their standard deviations
       (spec suggestion: no scaling; a 4-fold CV on the DC2 *training* split gave σ_NMAD of the fit 0.0234 with
-      scaling vs 0.0282 without, uniform weights, because the magnitude spans ~10× the range of a colour). ``scale=None`` restores
-      Euclidean distance on raw features.
+      scaling vs 0.0282 without, uniform weights, because the magnitude spans ~10× the range of a colour).
+      ``scale=None`` restores Euclidean distance on raw features.
     * Tricube distance weights (LOESS, Cleveland 1979) [suggestion; B16 gives no weighting]: training-split
       CV σ_NMAD 0.0218 vs 0.0234 unweighted. ``weights="uniform"`` gives B16's unweighted fit.
     * Outlier criterion [suggestion; B16 gives none]: |r| > 2 × weighted RMS, at most 5 passes, drop-only.
@@ -189,7 +189,7 @@ class KNNLocalLinear(PhotoZEstimator):
     bandwidth_scatter : float, default 3.0
         Factor on zerr·n_eff^(−1/5) in the kernel width (0 for a fixed width).
     algorithm : {"ckdtree", "kd_tree", "ball_tree"}, default "ckdtree"
-    leaf_size : int, default 16
+    leaf_size : int, default 32
     n_jobs : int or None, default None
         Threads (None: 1, −1: all cores): row chunks are processed in parallel threads (a single chunk uses
         them for its tree query only).
@@ -199,11 +199,12 @@ class KNNLocalLinear(PhotoZEstimator):
         Relative ridge on the normal equations (numerical safety only).
 
     Tuning: the defaults of ``bandwidth``, ``bandwidth_scatter``, ``clip_sigma``, ``max_clip_iter`` and
-    ``weights`` were chosen by a 4-fold cross-validation on the DC2 *training* split only (7,669 training / 2,556 test rows
-    per fold): σ_NMAD 0.0208, outliers 2.5 %, CDE loss −7.81, PIT KS 0.029. A fixed width (scatter term 0)
-    gave KS 0.048–0.067; clip 2.5σ: σ_NMAD 0.0210 and KS 0.071; 1 or 2 clipping passes: KS 0.10/0.07;
-    uniform weights: σ_NMAD 0.0220; magnitude errors (or their logs) as extra distance features made σ_NMAD
-    worse (0.0232–0.0239 vs 0.0213 in the same set-up).
+    ``weights`` were chosen by a 4-fold cross-validation on the DC2 *training* split only (7,669 training /
+    2,556 test rows per fold): σ_NMAD 0.0208, outliers 2.5 %, CDE loss −7.81, PIT KS 0.029. A fixed width
+    (scatter term 0) gave KS 0.048–0.067; clip 2.5σ: σ_NMAD 0.0210 and KS 0.071; 1 or 2 clipping passes:
+    KS 0.10/0.07; uniform weights: σ_NMAD 0.0220; k = 150: σ_NMAD 0.0207 (k = 100 kept, as in the paper);
+    magnitude errors (or their logs) as extra distance features made σ_NMAD worse (0.0232–0.0239 vs 0.0213
+    in the same set-up).
 
     Memory: the fitted model keeps the scaled training features and redshifts plus the tree,
     ≈ 8·(2d + 2) bytes per training row (≈ 110 bytes for d = 6). Estimation needs
@@ -220,7 +221,7 @@ class KNNLocalLinear(PhotoZEstimator):
 
     def __init__(self, zmin=0.0, zmax=3.0, nzbins=301, point_estimate="mode", random_state=None,
                  n_neighbors=100, scale="std", weights="tricube", clip_sigma=2.0, max_clip_iter=5, outside="fit",
-                 bandwidth=0.005, bandwidth_scatter=3.0, algorithm="ckdtree", leaf_size=16, n_jobs=None,
+                 bandwidth=0.005, bandwidth_scatter=3.0, algorithm="ckdtree", leaf_size=32, n_jobs=None,
                  chunk_size=8192, ridge=1e-10):
         super().__init__(zmin=zmin, zmax=zmax, nzbins=nzbins, point_estimate=point_estimate,
                          random_state=random_state)
