@@ -78,8 +78,8 @@ def local_linear_fit(D, z, w0, clip_sigma=2.0, max_clip_iter=5, ridge=1e-10, deg
     G = np.matmul(At, A)
     b = np.matmul(At, z[:, :, None])[:, :, 0]
     del At
-    lam = ridge * np.trace(G, axis1=1, axis2=2) / p + 1e-300
     diag = np.arange(p)
+    G[:, diag, diag] += (ridge * np.trace(G, axis1=1, axis2=2) / p + 1e-300)[:, None]  # fixed ridge λ
     keep = w0 > 0
     wk = np.where(keep, w0, 0.0)
     wsum = wk.sum(axis=1)
@@ -88,16 +88,14 @@ def local_linear_fit(D, z, w0, clip_sigma=2.0, max_clip_iter=5, ridge=1e-10, deg
     for it in range(n_pass + 1):
         # every pass works on all rows (a batched solve and residuals are cheaper than gathering a subset);
         # rows that stopped changing get the same solution again
-        Gr = G.copy()
-        Gr[:, diag, diag] += lam[:, None]
-        coef = np.linalg.solve(Gr, b[:, :, None])[:, :, 0]
+        coef = np.linalg.solve(G, b[:, :, None])[:, :, 0]
         resid = z - np.matmul(A, coef[:, :, None])[:, :, 0]
         scatter = np.sqrt((wk * resid * resid).sum(axis=1) / np.where(wsum > 0, wsum, 1.0))
         if it == n_pass:
             break
         thresh = np.maximum(clip_sigma * scatter, 1e-6 * (1.0 + np.abs(coef[:, 0])))  # sub-1e-6 residuals are exact
         drop = keep & (np.abs(resid) > thresh[:, None]) & active[:, None]
-        n_left = (keep & ~drop & (wk > 0)).sum(axis=1)
+        n_left = ((wk > 0) & ~drop).sum(axis=1)
         changed = drop.any(axis=1) & (n_left >= p + 1)
         if not changed.any():
             break
@@ -359,7 +357,7 @@ class KNNLocalLinear(PhotoZEstimator):
             zfit[fb], resid[fb], keep[fb], scatter[fb] = c0[:, 0], r0, k0, s0
             kept[fb] = k0 & (w0[fb] > 0)
         wk = w0 * kept
-        n_eff = wk.sum(axis=1) ** 2 / np.maximum((wk * wk).sum(axis=1), 1e-300)
+        n_eff = np.maximum(wk.sum(axis=1) ** 2 / np.maximum((wk * wk).sum(axis=1), 1e-300), 1.0)
         return dict(zfit=zfit, zerr=scatter, nn_count=kept.sum(axis=1), nn_avg_z=z.mean(axis=1),
                     nn_is_inside=inside, nn_fallback=fallback, _points=zfit[:, None] + resid, _w=wk,
                     _z=z, _w0=w0, _neff=n_eff)
