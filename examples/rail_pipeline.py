@@ -76,7 +76,9 @@ def run_ceci(out, inputs):
     """``ceci examples/rail_pipeline.yml key=value ...``: the command a RAIL user runs."""
     bindir = os.path.dirname(sys.executable)
     ceci = os.path.join(bindir, "ceci")
-    cmd = [ceci] if os.path.exists(ceci) else [sys.executable, "-c", "import sys; from ceci.main import main; sys.exit(main())"]
+    if not os.path.exists(ceci):  # the console script is missing (e.g. a zipapp): same entry point
+        ceci = None
+    cmd = [ceci] if ceci else [sys.executable, "-c", "import sys; from ceci.main import main; sys.exit(main())"]
     cmd += [PIPELINE, f"config={STAGE_CONFIG}", f"inputs.input_train={inputs['train']}",
             f"inputs.input_test={inputs['test']}", f"output_dir={out}", f"log_dir={os.path.join(out, 'logs')}"]
     env = dict(os.environ)

@@ -6,7 +6,7 @@
 4. the PDFs as a qp ensemble plus a table of point estimates (astropy Table or pandas DataFrame).
 
     python examples/sklearn_pipeline.py            # full DC2: 10,225 train / 20,449 test galaxies
-    python examples/sklearn_pipeline.py --small    # 1,500 / 1,000 (also: PZKIT_EXAMPLES_SMALL=1)
+    python examples/sklearn_pipeline.py --small    # 1,000 / 500 (also: PZKIT_EXAMPLES_SMALL=1)
 
 Uses the ``knn_local_linear`` plugin when it is installed, else ``train_z``.
 """
@@ -29,7 +29,7 @@ from pzkit.tables import estimate_table
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--small", action="store_true", default=os.environ.get("PZKIT_EXAMPLES_SMALL") == "1",
-                        help="1,500 training / 1,000 test galaxies (also set by PZKIT_EXAMPLES_SMALL=1)")
+                        help="1,000 training / 500 test galaxies (also set by PZKIT_EXAMPLES_SMALL=1)")
     parser.add_argument("--out", default="sklearn_pipeline_out", help="where the PDFs and the table are written")
     args = parser.parse_args(argv)
 
@@ -37,8 +37,8 @@ def main(argv=None):
     train, test = dc2.train, dc2.validation
     if args.small:
         rng = np.random.default_rng(0)
-        train = train.iloc[np.sort(rng.choice(len(train), 1500, replace=False))]
-        test = test.iloc[np.sort(rng.choice(len(test), 1000, replace=False))]
+        train = train.iloc[np.sort(rng.choice(len(train), 1000, replace=False))]
+        test = test.iloc[np.sort(rng.choice(len(test), 500, replace=False))]
     y = train["redshift"].to_numpy()
 
     # 1. features + estimator in one sklearn Pipeline (a PhotoZPipeline: it also has estimate_pdf)
@@ -50,7 +50,8 @@ def main(argv=None):
 
     # 2. grid search over an estimator parameter, scored by pzkit metrics (negated: higher is better)
     step = pipe.steps[-1][0]
-    grid = {f"{step}__n_neighbors": [20, 50, 100]} if name == "knn_local_linear" else {f"{step}__nzbins": [101, 301]}
+    values = [20, 50] if args.small else [20, 50, 100]
+    grid = {f"{step}__n_neighbors": values} if name == "knn_local_linear" else {f"{step}__nzbins": [101, 301]}
     scoring = {"nmad": make_scorer("nmad"), "cde_loss": make_scorer("cde_loss"),
                "outlier_rate": make_scorer("outlier_rate")}
     cv = KFold(3, shuffle=True, random_state=0)  # the DC2 files are ordered: shuffle before splitting

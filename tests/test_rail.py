@@ -232,7 +232,6 @@ def test_rail_evaluators_report_pzkit_metrics(files, models):
 
 # --------------------------------------------------------------------------- configuration
 def test_features_follow_rail_shared_parameters():
-    from rail.core.common_params import lsst_def_maglims, lsst_err_band_replace, lsst_mag_cols  # noqa: F401
     from rail.core.common_params import SHARED_PARAMS
 
     params = features_params(SHARED_PARAMS["bands"], SHARED_PARAMS["err_bands"], SHARED_PARAMS["ref_band"],
@@ -289,7 +288,10 @@ def test_a_bare_estimator_model_gets_the_stage_features(files, tmp_path):
     np.testing.assert_array_equal(ens.objdata["pdfs"], ref.objdata["pdfs"])
 
 
-def test_side_inputs_reach_fit(files, monkeypatch):
+@pytest.mark.parametrize("routing", [False, True])
+def test_side_inputs_reach_fit(files, monkeypatch, routing):
+    import sklearn
+
     from pzkit import PhotoZEstimator
 
     class SideInput(PhotoZEstimator):
@@ -307,7 +309,8 @@ def test_side_inputs_reach_fit(files, monkeypatch):
     monkeypatch.setattr(pzkit, "make_estimator", lambda name, **p: SideInput(**p))
     stage = PzkitInformer.make_stage(name="inform_side", estimator="side", hdf5_groupname="photometry",
                                      side_inputs={"nb": ["mag_err_u_lsst", "mag_err_g_lsst"]}, output_mode="return")
-    stage.inform(as_rail(files["train"]))
+    with sklearn.config_context(enable_metadata_routing=routing):
+        stage.inform(as_rail(files["train"]))
     assert stage.model.steps[-1][1].nb_shape_ == (N_TRAIN, 2)
 
 

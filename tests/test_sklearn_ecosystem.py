@@ -244,3 +244,37 @@ def test_html_repr_shows_the_parameters(name, data):
     for param in ("nondetect", "mag_limits", "id_column", "zmin", "nzbins"):
         assert param in html, param
 
+
+
+@pytest.mark.skipif("mtl_nb" not in INSTALLED, reason="the mtl_nb plugin is not installed")
+def test_mtl_nb_narrow_bands_are_routed_through_pipeline_and_cross_validate(data, monkeypatch):
+    """The real side-input method: narrow bands are a training target of mtl_nb, routed to each fold's fit."""
+    import functools
+
+    dc2, train, test = data
+    train = train.iloc[:300]
+    y = train["redshift"].to_numpy()
+    # DC2 has no narrow bands; three stand-ins interpolated between g, r and i (a routing test, not science)
+    g, r, i = (train[f"mag_{b}_lsst"].to_numpy() for b in "gri")
+    nb = np.column_stack([0.5 * (g + r), r, 0.5 * (r + i)])
+    cls = pzkit.get_estimator_class("mtl_nb")
+    seen = []
+    original_fit = cls.fit
+
+    @functools.wraps(original_fit)
+    def recording_fit(self, X, y, nb=None, z_photo=None):
+        seen.append(None if nb is None else np.asarray(nb).copy())
+        return original_fit(self, X, y, nb=nb, z_photo=z_photo)
+
+    monkeypatch.setattr(cls, "fit", recording_fit)
+    small = dict(hidden=(16,), max_epochs=2, batch_size=128, random_state=0, device="cpu")
+    cv = KFold(2, shuffle=True, random_state=0)
+    with sklearn.config_context(enable_metadata_routing=True):
+        pipe = pzkit.make_pipeline(dc2.features(), pzkit.make_estimator("mtl_nb", **small).set_fit_request(nb=True))
+        res = cross_validate(pipe, train, y, params={"nb": nb}, cv=cv,
+                             scoring={"nmad": make_scorer("nmad"), "cde": make_scorer("cde_loss")})
+        assert np.all(np.isfinite(res["test_nmad"])) and np.all(np.isfinite(res["test_cde"]))
+        assert len(seen) == 2
+        for got, (fit_idx, _) in zip(seen, cv.split(train)):
+            np.testing.assert_array_equal(got, nb[fit_idx])
+        assert pipe.fit(train, y, nb=nb).estimate_pdf(test.iloc[:5]).npdf == 5

@@ -53,6 +53,12 @@ def _column(table, name):
         raise KeyError(f"column {name!r} is not in the input table") from exc
 
 
+def _routing_enabled():
+    import sklearn
+
+    return bool(sklearn.get_config().get("enable_metadata_routing", False))
+
+
 def _side_inputs(table, spec):
     """Side inputs (keyword arguments of fit/estimate_pdf) from table columns: name -> column or list of columns."""
     out = {}
@@ -158,8 +164,12 @@ class PzkitInformer(_PzkitStageMixin, CatInformer):
         y = _column(table, self.config.redshift_col).astype(np.float64)
         model = self.make_model()
         side = _side_inputs(table, self.config.side_inputs)
-        last = model.steps[-1][0]
-        model.fit(table, y, **{f"{last}__{k}": v for k, v in side.items()})
+        if side and _routing_enabled():
+            model.steps[-1][1].set_fit_request(**{k: True for k in side})
+            model.fit(table, y, **side)
+        else:  # scikit-learn's Pipeline convention without metadata routing: step__param
+            last = model.steps[-1][0]
+            model.fit(table, y, **{f"{last}__{k}": v for k, v in side.items()})
         self.model = model
         self.add_data("model", model)
 
@@ -221,9 +231,11 @@ class PzkitEstimator(_PzkitStageMixin, CatEstimator):
     def _process_chunk(self, start: int, end: int, data: Any, first: bool) -> None:
         table = _table(data, self.config.hdf5_groupname)
         side = _side_inputs(table, self.config.side_inputs)
-        if self._fit_features:
+        if getattr(self, "_fit_features", False):
             self.model.steps[0][1].fit(table)
             self._fit_features = False
+        if side and _routing_enabled():
+            self.model.steps[-1][1].set_predict_request(**{k: True for k in side})
         # the model's PhotometryFeatures checks its columns on every chunk (ColumnError naming the missing ones)
         ens = self.model.estimate_pdf(table, **side)
         if ens.npdf != end - start:
