@@ -78,8 +78,6 @@ def test_catalog_formats_in(data, tmp_path):
         np.testing.assert_array_equal(pipe.predict(catalog), expected, err_msg=label)
 
 
-@pytest.mark.xfail(strict=True, reason="core: pzkit.features.read_catalog does not accept the pyarrow.Table that "
-                                       "tables_io.read returns for Parquet files (fix proposed in the issue-11 report)")
 def test_parquet_catalog_in(data, tmp_path):
     dc2, train, test = data
     pipe = pipeline(dc2).fit(train, train["redshift"])

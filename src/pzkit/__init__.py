@@ -28,8 +28,8 @@ _EXPORTS = {
     "ModelFileError": "pzkit.exceptions",
     "DatasetError": "pzkit.exceptions",
 }
-_SUBMODULES = {"datasets", "metrics", "testing", "registry", "features", "persistence", "pdf", "grid",
-               "harness", "cli", "exceptions", "base", "pipeline", "io"}
+_SUBMODULES = {"datasets", "metrics", "testing", "registry", "features", "persistence", "pdf", "grid", "sims",
+               "harness", "cli", "exceptions", "base", "pipeline", "scoring", "tables", "nn", "rail"}
 
 __all__ = sorted(_EXPORTS)
 

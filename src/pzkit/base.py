@@ -78,7 +78,8 @@ class PhotoZEstimator(RegressorMixin, BaseEstimator):
         """
         X, frame_ids = self._validate_X(X, reset=False)
         ens = self._checked_ensemble(X, **side_inputs)
-        ancil = _pdf.summarize(ens, self.zgrid_)
+        ancil = dict(ens.ancil or {})  # a plugin's own per-object columns (flags, errors) are kept
+        ancil.update(_pdf.summarize(ens, self.zgrid_))
         ids = frame_ids if ids is None else np.asarray(ids)
         if ids is not None:
             if ids.shape != (X.shape[0],):

@@ -22,6 +22,8 @@ def read_catalog(catalog, groupname=None):
     """
     if isinstance(catalog, (str, os.PathLike)):
         catalog = _read_path(os.fspath(catalog), groupname)
+    if hasattr(catalog, "column_names") and hasattr(catalog, "to_pandas"):  # pyarrow.Table (tables_io's Parquet)
+        return {c: catalog.column(c).to_numpy() for c in catalog.column_names}, None
     if hasattr(catalog, "colnames"):  # astropy Table (checked first: it also has .columns and .iloc)
         return {c: np.asarray(catalog[c]) for c in catalog.colnames}, None
     if hasattr(catalog, "columns") and hasattr(catalog, "iloc"):  # pandas DataFrame

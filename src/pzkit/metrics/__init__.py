@@ -27,8 +27,11 @@ from .point import (
     sigma_nmad,
 )
 from .som import SelfOrganizingMap, lts_line, som_cell_diagnostics
+from ..scoring import get_scorer_names, make_scorer
 
 __all__ = [
+    "make_scorer",
+    "get_scorer_names",
     # point
     "delta_z",
     "bias_median",

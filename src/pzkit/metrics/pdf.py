@@ -219,7 +219,11 @@ def pit_values(ens, z_true):
         If ``z_true`` is empty, non-finite or its length differs from ``ens.npdf``, or a CDF is not finite.
     """
     view, z = _prepare(ens, z_true)
-    return _check_finite_result(view.cdf_at(z), "CDF values")
+    pit = _check_finite_result(view.cdf_at(z), "CDF values")
+    # CDFs of mixture ensembles (RAIL's KNN) round to 1 + 1e-15; beyond 1e-6 it is a broken PDF, not rounding
+    if np.any((pit < -1e-6) | (pit > 1 + 1e-6)):
+        raise InputError(f"ens: CDF values outside [0, 1] (range {pit.min():.6g} to {pit.max():.6g})")
+    return np.clip(pit, 0.0, 1.0)
 
 
 def _ad_uniform(u):
