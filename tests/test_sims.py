@@ -12,7 +12,6 @@ import pytest
 pytest.importorskip("speclite")
 pytest.importorskip("desc_bpz")
 
-import pzkit  # noqa: E402
 import pzkit.sims as sims  # noqa: E402
 from pzkit.sims import catalog as C  # noqa: E402
 from pzkit.sims import filters as F  # noqa: E402
@@ -20,17 +19,25 @@ from pzkit.sims import seds  # noqa: E402
 from pzkit.sims.config import SimsConfigError  # noqa: E402
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module", autouse=True)
 def cache_dir(tmp_path_factory):
-    return str(tmp_path_factory.mktemp("sims_cache"))
+    """Every cache (catalogs and the photometry grids) goes to a temporary directory, never to ~/.cache."""
+    path = str(tmp_path_factory.mktemp("sims_cache"))
+    old = os.environ.get("PZKIT_CACHE_DIR")
+    os.environ["PZKIT_CACHE_DIR"] = os.path.dirname(path) + "/" + os.path.basename(path)
+    yield os.path.join(path, "sims")
+    if old is None:
+        os.environ.pop("PZKIT_CACHE_DIR", None)
+    else:
+        os.environ["PZKIT_CACHE_DIR"] = old
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def lsst(cache_dir):
     return sims.make("lsst_like", 600, random_state=3, cache_dir=cache_dir)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def cosmos(cache_dir):
     return sims.make("cosmos_paus", 700, random_state=1, cache_dir=cache_dir)
 

@@ -70,7 +70,7 @@ def nb_filters(cfg):
     nb = cfg.get("narrow_bands")
     if not nb:
         return [], []
-    from .filters import PAUS_CENTRES, PAUS_NAMES
+    from .filters import PAUS_NAMES
 
     if nb.get("filters", "paus") == "paus":
         return list(PAUS_NAMES), [f"paus-{n}" for n in PAUS_NAMES]
@@ -175,8 +175,7 @@ def sample_sizes(rng, cfg, mv, z, bt):
     log_re = -0.4 * b["a"] * mv + b["b"] + b["evolution"] * np.log10(1 + z)
     log_rb = bt * log_re + (1 - bt) * np.log10(b["bulge_ratio"] * rd)
     rb = 10**log_rb * np.exp(b["sigma"] * rng.standard_normal(n))
-    _, _, kpc_arcsec = cosmology_tables(cfg)
-    zt = cosmology_tables(cfg)[0]
+    zt, _, kpc_arcsec = cosmology_tables(cfg)
     scale = np.interp(np.maximum(z, 1e-4), zt, kpc_arcsec)
     hlr_d = np.clip(rd / scale, 0.01, 60.0)
     hlr_b = np.clip(rb / scale, 0.005, 60.0)
@@ -244,8 +243,10 @@ def sample_components(rng, cfg, t, z, n_templates):
           * 10 ** (ln["ew_scatter_dex"] * rng.standard_normal(n))
           * (1 + np.minimum(z, ln["ew_evolution_zmax"])) ** ln["ew_evolution"])
     rs = ln["ratio_scatter_dex"]
-    oiii_hb = _interp_type(_template_defaults(cfg, "oiii_hbeta", "lines"), t_d, log=True) * 10 ** (rs * rng.standard_normal(n))
-    nii_ha = _interp_type(_template_defaults(cfg, "nii_halpha", "lines"), t_d, log=True) * 10 ** (rs * rng.standard_normal(n))
+    oiii_hb = (_interp_type(_template_defaults(cfg, "oiii_hbeta", "lines"), t_d, log=True)
+               * 10 ** (rs * rng.standard_normal(n)))
+    nii_ha = (_interp_type(_template_defaults(cfg, "nii_halpha", "lines"), t_d, log=True)
+              * 10 ** (rs * rng.standard_normal(n)))
     oii_ha = ln["oii_halpha"] * 10 ** (rs * rng.standard_normal(n))
     cont_ha = _grid.template_value(cfg.get("templates", "cwwsb"), t_d, np.array([seds.LINES["Halpha"]]))[:, 0]
     f_ha = ew * cont_ha

@@ -82,6 +82,7 @@ _IMAGES = {
                                # broadening in Fourier space; "exact": one GalSim convolution per band
     "bulge_trunc": 5.0,        # de Vaucouleurs truncation radius in half-light radii
     "center_jitter": 0.5,      # uniform sub-pixel offset of the centre, ± pixels
+    "colour_gradients": True,  # False (a control): bulge and disk get the galaxy's integrated SED
     "n_jobs": 1,
     "chunk_size": 256,
 }
@@ -169,7 +170,10 @@ def _cosmos_paus():
     cfg = _base("cosmos_paus", "cosmos", bands, "i", 0.0, 1.5, 17.0, 25.0, 0.33, domains, {}, (
         "COSMOS+PAUS-like (MTL-NB spec §2, §5): u B V r i z + 40 PAUS-like narrow bands; train: i < 23 with "
         "narrow bands, 1/3 labelled (biased to z < 1.2) and zpaus photo-z for all; test: i < 25, broad bands only"))
-    cfg["narrow_bands"] = {"filters": "paus", "depth": [23.0, 22.5], "error_floor": 0.02}
+    # NB depths (5σ): PAUS design "~22.5 AB in the narrow bands" (Bauer et al., ASP Conf. Ser.), the MTL spec's
+    # guess 22.5–23, blue NBs deeper than red ones; 0.8% inter-band calibration
+    # (Serrano et al. 2023) -> 0.01 mag floor
+    cfg["narrow_bands"] = {"filters": "paus", "depth": [23.0, 22.5], "error_floor": 0.01}
     cfg["splits"] = {
         "train": _split(4 / 7, "cosmos", mag_max=23.0, labels=1 / 3, z_soft_max=1.1, z_width=0.1,
                         mag_soft_max=22.5, mag_width=0.5, narrow_bands=True, zpaus=True),
@@ -348,7 +352,8 @@ def validate(cfg):
     if cfg["ref_band"] not in bands:
         raise SimsConfigError(f"ref_band: {cfg['ref_band']!r} is not one of bands {list(bands)}")
     if cfg.get("templates", "cwwsb") not in TEMPLATE_SETS:
-        raise SimsConfigError(f"templates: unknown template set {cfg.get('templates')!r}; known: {sorted(TEMPLATE_SETS)}")
+        raise SimsConfigError(f"templates: unknown template set {cfg.get('templates')!r}; "
+                              f"known: {sorted(TEMPLATE_SETS)}")
 
     z = _dict(cfg["redshift"], "redshift")
     _num(z.get("min"), "redshift.min", lo=0.0)

@@ -126,7 +126,8 @@ class SimResult:
         return [s for s in self.config["splits"] if s in present]
 
     def subset(self, rows):
-        """A new SimResult restricted to ``rows`` (boolean mask or integer positions); images and narrow bands follow."""
+        """A new SimResult restricted to ``rows`` (boolean mask or integer positions); images and narrow
+        bands follow the rows."""
         rows = np.asarray(rows)
         idx = np.nonzero(rows)[0] if rows.dtype == bool else rows
         cat = self.catalog.iloc[idx]
@@ -304,8 +305,10 @@ def make(preset, n, random_state=0, cache=True, images=False, cache_dir=None, pr
         Seed; the same config, ``n`` and seed give the same output, bit for bit.
     cache : bool
         Read from and write to the cache directory, keyed by a hash of (config, n, seed, version).
-    images : bool
+    images : bool or dict
         Also render GalSim stamps (cached separately; the catalog is identical with or without images).
+        A dict both asks for images and overrides the config's ``images`` section, e.g.
+        ``images={"stamp_size": 64, "method": "exact"}``.
     cache_dir : str, optional
         Defaults to ``$PZKIT_CACHE_DIR/sims`` or ``~/.cache/pzkit/sims``.
     progress : bool
@@ -315,8 +318,11 @@ def make(preset, n, random_state=0, cache=True, images=False, cache_dir=None, pr
     **overrides
         Deep-merged into the preset config, e.g. ``redshift={"max": 2.0}``,
         ``domains={"wfd": {"depth": {"u": 25.0}}}``, ``splits={"target": {"domain": "deep2_deep"}}``,
-        ``images={"stamp_size": 64}``.
+        ``narrow_bands=None``.
     """
+    if isinstance(images, dict):   # images={"stamp_size": 64, ...}: render, with these image settings
+        overrides["images"] = images
+        images = True
     cfg = get_config(preset, domain=domain, **overrides)
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise SimsConfigError(f"n: must be a positive integer, got {n!r}")

@@ -81,7 +81,8 @@ def band_sigmas(spec):
 
     def fwhm_of(sigma):
         prof = core if sigma <= 0 else galsim.Convolve(core, galsim.Gaussian(sigma=sigma, gsparams=gsp))
-        return prof.calculateFWHM(size=400, scale=scale)
+        img = prof.drawImage(nx=401, ny=401, scale=scale, method="no_pixel")
+        return img.calculateFWHM()
 
     f0 = fwhm_of(0.0)
     out = []
@@ -134,7 +135,11 @@ def _render_chunk(args):
     n, nb = fb.shape
     out = np.empty((n, nb, stamp, stamp), dtype=np.float32)
     max_hlr = 3.0 * stamp * scale
-    bulges, disks = [], []
+    bulges = np.zeros((n, big, big))
+    disks = np.zeros((n, big, big))
+    canvas = galsim.ImageD(big, big, scale=scale)
+    has_b = fb.max(axis=1) > 0
+    has_d = fd.max(axis=1) > 0
     for i in range(n):
         hb = float(min(args["hlr_b"][i], max_hlr))
         hd = float(min(args["hlr_d"][i], max_hlr))
@@ -150,11 +155,16 @@ def _render_chunk(args):
                 gal = galsim.Convolve(bulge.withFlux(float(fb[i, j])) + disk.withFlux(float(fd[i, j])), psf)
                 out[i, j] = gal.drawImage(nx=stamp, ny=stamp, scale=scale, offset=off).array
             continue
-        bulges.append(galsim.Convolve(bulge, core).drawImage(nx=big, ny=big, scale=scale, offset=off).array)
-        disks.append(galsim.Convolve(disk, core).drawImage(nx=big, ny=big, scale=scale, offset=off).array)
+        # components with zero flux in every band (pure disks, pure spheroids) are not drawn
+        if has_b[i]:
+            galsim.Convolve(bulge, core).drawImage(image=canvas, offset=off)
+            bulges[i] = canvas.array
+        if has_d[i]:
+            galsim.Convolve(disk, core).drawImage(image=canvas, offset=off)
+            disks[i] = canvas.array
     if method != "exact":
-        fbul = np.fft.rfft2(np.asarray(bulges))
-        fdis = np.fft.rfft2(np.asarray(disks))
+        fbul = np.fft.rfft2(bulges)
+        fdis = np.fft.rfft2(disks)
         for j in range(nb):
             spec_j = fb[:, j, None, None] * fbul + fd[:, j, None, None] * fdis
             if sig_pix[j] > 0:
@@ -188,13 +198,18 @@ def render(cfg, domain_name, cols, seed, noise=True, method=None, n_jobs=None, p
     f_true = np.column_stack([10 ** (-0.4 * (np.asarray(cols[f"mag_true_{b}_{survey}"]) - AB_NJY)) for b in bands])
     f_cal = f_true * 10 ** (-0.4 * zp)[None, :]
     bt = np.column_stack([np.asarray(cols[f"bt_{b}"]) for b in bands])
+    if not im_cfg.get("colour_gradients", True):
+        # control: both components get the integrated SED (same B/T in every band), so no colour gradient
+        ref = bands.index(cfg["ref_band"])
+        bt = np.repeat(bt[:, ref:ref + 1], len(bands), axis=1)
     flux_b, flux_d = f_cal * bt, f_cal * (1 - bt)
     n = f_cal.shape[0]
     jobs = []
     for c, start in enumerate(range(0, n, chunk)):
         sl = slice(start, start + chunk)
         jobs.append({
-            "spec": spec, "method": method, "stamp": stamp, "sigmas": sigmas, "trunc": float(im_cfg.get("bulge_trunc", 5.0)),
+            "spec": spec, "method": method, "stamp": stamp, "sigmas": sigmas,
+            "trunc": float(im_cfg.get("bulge_trunc", 5.0)),
             "flux_bulge": flux_b[sl], "flux_disk": flux_d[sl],
             "hlr_b": np.asarray(cols["hlr_bulge"])[sl], "hlr_d": np.asarray(cols["hlr_disk"])[sl],
             "q_b": np.asarray(cols["q_bulge"])[sl], "q_d": np.asarray(cols["q_disk"])[sl],
