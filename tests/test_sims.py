@@ -292,8 +292,9 @@ def test_write_roundtrip(cosmos, tmp_path):
     assert X.shape == (len(cosmos), 6)
     files = cosmos.write(tmp_path / "c.parquet")
     assert len(files) == 2 and all(os.path.exists(f) for f in files)
-    with pytest.raises(SimsConfigError, match="out"):
-        cosmos.write(tmp_path / "c.csv")
+    for bad in ("c.csv", "c.h5"):
+        with pytest.raises(SimsConfigError, match="out"):
+            cosmos.write(tmp_path / bad)
 
 
 # ------------------------------------------------------------------------------------------------ images

@@ -44,8 +44,14 @@ def _parse_set(items):
 
 
 def cmd_make(args):
+    import os
+
+    from .config import SimsConfigError
     from .core import make
 
+    ext = os.path.splitext(args.out)[1].lower()
+    if ext not in (".hdf5", ".hdf", ".parquet", ".pq"):
+        raise SimsConfigError(f"out: unsupported output extension {ext!r}; use .hdf5 or .parquet")
     overrides = _parse_set(args.set)
     res = make(args.preset, args.n, random_state=args.seed, cache=not args.no_cache, images=args.images,
                cache_dir=args.cache_dir, progress=not args.quiet, domain=args.domain, **overrides)
@@ -78,7 +84,8 @@ def add_subparser(subparsers):
     m = sub.add_parser("make", help="generate a preset and write catalog (+ narrow bands, images)")
     m.add_argument("preset", help="lsst_like, sdss_like, cosmos_paus, hsc_udf or candels_like")
     m.add_argument("--n", type=int, required=True, help="number of galaxies over all splits")
-    m.add_argument("--out", "-o", required=True, help="output: .hdf5/.h5 (one file) or .parquet/.pq")
+    m.add_argument("--out", "-o", required=True,
+                   help="output: .hdf5 (groups photometry, narrow_bands) or .parquet; images -> <stem>_images.hdf5")
     m.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     m.add_argument("--images", action="store_true", help="also render GalSim stamps")
     m.add_argument("--domain", default=None, help="put every split in this domain (e.g. elais_deep)")

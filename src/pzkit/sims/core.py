@@ -176,7 +176,7 @@ class SimResult:
     def write(self, path, progress=False):
         """Write the catalog (group ``photometry``), narrow bands and images.
 
-        ``.hdf5``/``.h5``: groups ``photometry`` and ``narrow_bands`` written with tables_io (readable by
+        ``.hdf5``: groups ``photometry`` and ``narrow_bands`` written with tables_io (readable by
         ``tables_io.read`` and ``PhotometryFeatures(groupname="photometry")``), the config as JSON in the file
         attributes. ``.parquet``/``.pq``: the catalog via tables_io and ``<stem>_narrow_bands.parquet``.
         Images (if any) go to ``<stem>_images.hdf5``: datasets ``images`` (N, bands, S, S) float32 in nJy/pixel
@@ -194,7 +194,10 @@ class SimResult:
         written = []
         meta = {"config": json.dumps(self.config), "key": self.key or "", "pzkit_sims_file": _FILE_VERSION,
                 "image_info": json.dumps(self.image_info, default=float)}
-        if ext in (".hdf5", ".h5", ".hdf"):
+        if ext == ".h5":
+            raise SimsConfigError("out: use .hdf5 (tables_io reads .h5 files as pandas HDF5, which "
+                                  "PhotometryFeatures(groupname=...) cannot read back) or .parquet")
+        if ext in (".hdf5", ".hdf"):
             groups = {"photometry": cat}
             if self.narrow_bands is not None:
                 groups["narrow_bands"] = _to_numpy_dict(self.narrow_bands)
@@ -213,7 +216,7 @@ class SimResult:
                 tables_io.write(pd.DataFrame(_to_numpy_dict(self.narrow_bands)), p)
                 written.append(p)
         else:
-            raise SimsConfigError(f"out: unsupported output extension {ext!r}; use .hdf5, .h5, .parquet or .pq")
+            raise SimsConfigError(f"out: unsupported output extension {ext!r}; use .hdf5 or .parquet")
         if self.images is not None:
             p = f"{stem}_images.hdf5"
             with h5py.File(p, "w") as fh:
