@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml constraints.txt $(wildcard plugins/*/pyproject.toml)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# -c constraints.txt pins the CPU build of torch (see the comment in that file)
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[torch,rail,dev]" $(addprefix -e ,$(PLUGINS))
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[torch,rail,sims,dev]" $(addprefix -e ,$(PLUGINS))
 	touch $@
 
 setup: $(STAMP)

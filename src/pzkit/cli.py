@@ -198,6 +198,10 @@ def build_parser():
     p.add_argument("--n-test", type=int, default=None, help="subsample the validation split (quick runs)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_bench)
+
+    from .sims.cli import add_subparser as add_sims_subparser  # light: galsim is imported only when run
+
+    add_sims_subparser(sub)
     return parser
 
 
