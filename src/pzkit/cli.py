@@ -145,7 +145,18 @@ def cmd_bench(args):
     from .harness import evaluate
     from .registry import list_estimators
 
-    names = args.estimators or list_estimators(check_import=True)
+    names = args.estimators
+    if not names:
+        from .registry import get_estimator_class
+
+        names = []
+        for name in list_estimators(check_import=True):
+            needs = getattr(get_estimator_class(name), "_required_fit_inputs", ())
+            if needs:
+                print(f"skipping {name}: it needs {', '.join(needs)} in fit, which {args.dataset} does not have "
+                      "(name it explicitly to try anyway)", file=sys.stderr)
+            else:
+                names.append(name)
     params = {name: {} for name in names}
     for item in args.param or []:
         name, _, rest = item.partition(":")

@@ -110,6 +110,8 @@ class MTLNarrowBand(TorchPhotoZEstimator):
     """
 
     _allows_unlabelled = True
+    #: fit inputs beyond (X, y) that the default variant needs; `pzkit bench` skips the method on datasets without them
+    _required_fit_inputs = ("nb",)
 
     def __init__(self, variant="zs+NB", nb_weight=1.0, nb_kind="magnitudes", hidden=(300, 500, 1000, 500, 300),
                  dropout=0.02, zmin=0.0, zmax=3.0, nzbins=301, point_estimate="mode", random_state=None,
