@@ -9,6 +9,8 @@ settings and seed:
 * ``baseline``: ``baseline_nn`` on the spec-z objects (the paper's "zs"), with as many optimizer steps as the
   MTL net (epochs scaled by n_train / n_labelled), so that training length is not what differs;
 * ``mtl``: ``mtl_nb`` variant ``zs+NB`` (spec-z for the redshift head, narrow bands on every training object);
+* ``zpaus``: ``mtl_nb`` variant ``zs+zPAUS`` (the simulated high-precision photo-z as the label of every
+  training object without spec-z): how much the unlabelled objects could help if their redshifts were known;
 * controls on the first seed: ``lambda0`` (``nb_weight=0``), ``shuffled`` (narrow-band rows permuted across
   objects), and the resolution sweep ``avg2``/``avg4``/``avg10`` (targets averaged over groups of 2, 4, 10
   consecutive bands before forming colours).
@@ -63,7 +65,11 @@ def run_seed(seed, n, net, controls):
     base = dict(common, max_epochs=int(round(net["max_epochs"] * scale)), lr_step=int(round(net["lr_step"] * scale)))
 
     runs = {"baseline": lambda: pzkit.make_estimator("baseline_nn", **base).fit(X[lab], y[lab]),
-            "mtl": lambda: pzkit.make_estimator("mtl_nb", variant="zs+NB", **common).fit(X, y, nb=nb)}
+            "mtl": lambda: pzkit.make_estimator("mtl_nb", variant="zs+NB", **common).fit(X, y, nb=nb),
+            # headroom diagnostic: labels for every training object (the paper's zs+zPAUS). If this beats the
+            # baseline and zs+NB does not, the unlabelled objects carry information the auxiliary task fails to pass on
+            "zpaus": lambda: pzkit.make_estimator("mtl_nb", variant="zs+zPAUS", **common).fit(
+                X, y, z_photo=train.catalog["zpaus"].to_numpy())}
     if controls:
         rng = np.random.default_rng(seed)
         runs["lambda0"] = lambda: pzkit.make_estimator("mtl_nb", variant="zs+NB", nb_weight=0.0, **common).fit(X, y, nb=nb)
