@@ -105,11 +105,27 @@ def summarize_interp(xvals, yvals):
     )
 
 
-def summarize(ens, zgrid):
-    """Mode, median, mean and standard deviation of every PDF in ``ens`` (dict of (n,) arrays)."""
+def _name(ens):
     name = ens.metadata.get("pdf_name", [b""])
     name = name[0] if np.ndim(name) else name
-    name = name.decode() if isinstance(name, bytes) else str(name)
+    return name.decode() if isinstance(name, bytes) else str(name)
+
+
+def total_mass(ens, zgrid):
+    """Probability of every PDF inside the grid, from its own representation (exact for hist and interp)."""
+    name = _name(ens)
+    if name == "hist":
+        return np.atleast_2d(ens.objdata["pdfs"]) @ np.diff(np.ravel(ens.metadata["bins"]))
+    if name == "interp":
+        x = np.ravel(ens.metadata["xvals"])
+        return np.atleast_2d(ens.objdata["yvals"]) @ _trapezoid_weights(x)
+    fine = np.linspace(zgrid[0], zgrid[-1], 8 * (len(zgrid) - 1) + 1)
+    return np.atleast_2d(ens.pdf(fine)) @ _trapezoid_weights(fine)
+
+
+def summarize(ens, zgrid):
+    """Mode, median, mean and standard deviation of every PDF in ``ens`` (dict of (n,) arrays)."""
+    name = _name(ens)
     if name == "hist":
         return summarize_hist(np.ravel(ens.metadata["bins"]), np.atleast_2d(ens.objdata["pdfs"]))
     if name == "interp":
