@@ -20,7 +20,6 @@ Usage::
 """
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -28,7 +27,7 @@ import time
 import numpy as np
 
 import pzkit
-from pzkit.harness import _json_default, _machine, _measure, make_context, score_ensemble
+from pzkit.harness import _machine, _measure, make_context, score_ensemble, write_json
 
 NAMES = ["train_z", "knn_local_linear", "random_forest"]
 TARGETS = {  # issue 5, "Required numbers"
@@ -168,9 +167,7 @@ def main(argv=None):
            "command": "python benchmarks/dc2_classical.py " + " ".join(argv if argv is not None else sys.argv[1:]),
            "machine": _machine(), "summary": summary, "targets": checks,
            "rail_knn": rail, "throughput": tput, "report": report.to_dict()}
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as fh:
-        json.dump(out, fh, indent=2, default=_json_default)
+    write_json(args.out, out)
     print(f"wrote {args.out}")
 
 

@@ -15,7 +15,6 @@ stage is informed on the training split and estimates the validation split in on
 """
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -24,7 +23,7 @@ import time
 import numpy as np
 
 import pzkit
-from pzkit.harness import _machine, _measure, make_context, score_ensemble
+from pzkit.harness import _machine, _measure, make_context, score_ensemble, write_json
 
 # name -> (module, informer, estimator, extra config); None informer = estimator needs no training stage
 RAIL_ESTIMATORS = {
@@ -126,9 +125,7 @@ def main(argv=None):
     out = {"schema": "pzkit-rail-h2h/1", "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
            "machine": _machine(), "dataset": {"name": "dc2", "n_train": len(train), "n_test": len(test)},
            "grid": GRID, "point_estimate": "mode", "seed": args.seed, "results": results}
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as fh:
-        json.dump(out, fh, indent=2, default=float)
+    write_json(args.out, out)
     print(f"wrote {args.out}")
 
 

@@ -30,6 +30,7 @@ import time
 import numpy as np
 
 import pzkit
+from pzkit.harness import write_json
 from pzkit.metrics import outlier_rate, sigma_68, sigma_nmad
 
 
@@ -129,9 +130,7 @@ def main():
     summary, gains = summarise(seeds)
     result = {"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "network": net, "n": args.n,
               "machine": {"cpu_count": os.cpu_count()}, "seeds": seeds, "summary": summary, "mtl_gain": gains}
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as fh:
-        json.dump(result, fh, indent=2)
+    write_json(args.out, result)
     print(json.dumps(gains, indent=2))
 
 

@@ -4,7 +4,7 @@ The top-level names are imported lazily, so ``import pzkit`` stays cheap and nev
 plugins are found through the ``pzkit.estimators`` entry-point group.
 """
 
-import importlib
+from ._lazy import lazy_module
 
 __version__ = "0.1.0"
 
@@ -34,15 +34,4 @@ _SUBMODULES = {"datasets", "metrics", "testing", "registry", "features", "persis
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name):
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    if name in _SUBMODULES:
-        return importlib.import_module(f"pzkit.{name}")
-    raise AttributeError(f"module 'pzkit' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_EXPORTS) | _SUBMODULES)
+__getattr__, __dir__ = lazy_module(__name__, _EXPORTS, _SUBMODULES)

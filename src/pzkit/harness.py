@@ -66,8 +66,7 @@ class Report:
         """Write report.json, report.md and (with plots) report.html into ``directory``."""
         os.makedirs(directory, exist_ok=True)
         paths = {"json": os.path.join(directory, "report.json"), "markdown": os.path.join(directory, "report.md")}
-        with open(paths["json"], "w") as fh:
-            json.dump(self.to_dict(), fh, indent=2, default=_json_default)
+        write_json(paths["json"], self.to_dict())
         with open(paths["markdown"], "w") as fh:
             fh.write(self.to_markdown())
         if html:
@@ -75,6 +74,14 @@ class Report:
 
             paths["html"] = write_html(self, os.path.join(directory, "report.html"))
         return paths
+
+
+def write_json(path, obj):
+    """Write ``obj`` as indented JSON (numpy scalars and arrays converted), creating the directory."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as fh:
+        json.dump(obj, fh, indent=2, default=_json_default)
+    return path
 
 
 def _json_default(obj):

@@ -12,7 +12,7 @@ non-detection conventions; GalSim bulge+disk stamps with per-component SEDs; nam
 Importing this package is light: GalSim, speclite and astropy are imported only when needed.
 """
 
-import importlib
+from pzkit._lazy import lazy_module
 
 _EXPORTS = {
     "make": "pzkit.sims.core",
@@ -32,13 +32,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name):
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'pzkit.sims' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_module(__name__, _EXPORTS)
