@@ -65,6 +65,28 @@ def make_toy_catalog(n=600, n_features=5, random_state=0, zmax=2.5, noise=0.02):
     return X, z
 
 
+def make_toy_images(n=300, n_bands=3, size=16, random_state=0, zmax=2.5, noise=0.02):
+    """Small image set for the conformance suite of image plugins: ``(images, z, mag)``.
+
+    Each object is a round Gaussian blob (n, n_bands, size, size) whose band flux ratios (colours) are smooth
+    functions of z and whose radius shrinks with z, so redshift is learnable from pixels; ``mag`` is the
+    reference magnitude (−2.5 log10 of the first band's total flux), the usual side input of image methods.
+    """
+    rng = np.random.default_rng(random_state)
+    z = rng.uniform(0.05, zmax, n)
+    mag = rng.uniform(-1.0, 1.0, n)
+    k = np.arange(n_bands)
+    colours = 0.8 * np.sin(np.outer(z, k + 1) * 1.3 / zmax * np.pi / 2 + k)       # (n, bands), magnitudes
+    flux = 10 ** (-0.4 * (mag[:, None] + colours - colours[:, :1]))
+    radius = 3.0 - 1.5 * z / zmax
+    yy, xx = np.mgrid[:size, :size] - (size - 1) / 2.0
+    profile = np.exp(-0.5 * (xx**2 + yy**2)[None] / radius[:, None, None] ** 2)
+    profile /= profile.sum(axis=(1, 2), keepdims=True)
+    images = flux[:, :, None, None] * profile[:, None] * 10.0
+    images += rng.normal(0.0, noise, images.shape)
+    return images.astype(np.float32), z, mag
+
+
 def _toy_data(estimator, random_state=0):
     X, z = make_toy_catalog(900, random_state=random_state)
     return ConformanceData(X[:600], z[:600], X[600:], z[600:])
