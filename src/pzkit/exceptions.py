@@ -36,6 +36,10 @@ class ModelFileError(PzkitError, ValueError):
     """A model file was refused: not a pzkit file, tampered, truncated, incompatible, or unsafe to load."""
 
 
+class OutputError(PzkitError, OSError):
+    """An output (model file, report, PDF file) could not be written; nothing that looks complete was left."""
+
+
 class DatasetError(PzkitError, RuntimeError):
     """A dataset cannot be loaded (usually a missing optional package)."""
 
