@@ -117,27 +117,28 @@ def cmd_fit(args):
 
 
 def cmd_estimate(args):
-    import numpy as np
-    from tqdm.auto import tqdm
+    from .streaming import estimate_catalog
 
-    from .features import read_catalog
-    from .pdf import concatenate
-    from .persistence import load
+    if args.input:
+        catalog, group = args.input, args.group
+    elif args.dataset == "dc2":
+        from .datasets import dc2_path
 
-    model = load(args.model)
-    catalog = _catalog(args.dataset, "validation", args.input, "pzkit estimate needs --input PATH or --dataset dc2")
-    columns, _ = read_catalog(catalog, args.group)
-    n = len(next(iter(columns.values())))
-    parts = []
-    with tqdm(total=n, unit="obj", desc="estimate_pdf", disable=args.quiet) as bar:
-        for start in range(0, n, args.chunk_size):
-            chunk = {k: v[start:start + args.chunk_size] for k, v in columns.items()}
-            parts.append(model.estimate_pdf(chunk))
-            bar.update(len(next(iter(chunk.values()))))
-    ens = concatenate(parts)
-    ens.write_to(args.output)
-    summary = np.asarray(ens.ancil["zmode"])
-    print(f"wrote {ens.npdf} PDFs to {args.output} (median zmode {np.median(summary):.3f})", file=sys.stderr)
+        catalog, group = dc2_path("validation"), args.group
+    else:
+        raise PzkitError("pzkit estimate needs --input PATH or --dataset dc2")
+    options = {}
+    if args.storage == "quantiles":
+        options["n_quantiles"] = args.n_quantiles
+    elif args.storage == "mixmod":
+        options["n_components"] = args.n_components
+    result = estimate_catalog(args.model, catalog, args.output, storage=args.storage, chunk_size=args.chunk_size,
+                              overwrite=args.overwrite, groupname=group, id_column=args.id_column,
+                              progress=not args.quiet, storage_options=options)
+    resumed = f", {result.n_resumed} of {result.n_chunks} chunks resumed" if result.n_resumed else ""
+    print(f"wrote {result.n_rows} objects ({args.storage}, {result.bytes_per_object:.0f} bytes/object) to "
+          f"{', '.join(result.paths)} in {result.seconds:.1f} s ({result.objects_per_second:,.0f} objects/s{resumed})",
+          file=sys.stderr)
     return 0
 
 
@@ -194,8 +195,18 @@ def build_parser():
     p.add_argument("--input", "-i", help="catalog to estimate")
     p.add_argument("--dataset", choices=("dc2",), help="use a built-in dataset's validation split instead")
     p.add_argument("--group", default=None, help="HDF5 group holding the columns")
-    p.add_argument("--output", "-o", required=True, help="qp ensemble file to write (.hdf5)")
-    p.add_argument("--chunk-size", type=int, default=100_000)
+    p.add_argument("--output", "-o", required=True,
+                   help="PDF file to write: .hdf5 (one file, qp layout) or .pq/.parquet (qp's Parquet layout)")
+    p.add_argument("--storage", choices=("grid", "quantiles", "mixmod", "point"), default="grid",
+                   help="PDF representation: the full grid, qp quantiles, a Gaussian mixture, or point "
+                        "estimates + summaries only (default: grid)")
+    p.add_argument("--n-quantiles", type=int, default=32, help="quantiles per object with --storage quantiles")
+    p.add_argument("--n-components", type=int, default=3, help="Gaussians per object with --storage mixmod")
+    p.add_argument("--id-column", default=None, help="catalog column written as 'id' when the model has none")
+    p.add_argument("--chunk-size", type=int, default=100_000,
+                   help="rows per chunk (bounds memory; a resumed run must use the same value)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing output and discard a partial run (otherwise a partial run resumes)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_estimate)
 

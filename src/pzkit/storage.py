@@ -1,0 +1,392 @@
+"""Compact storage of redshift PDFs: the full grid, quantiles, a Gaussian mixture, or point estimates only.
+
+A survey catalog of 10⁸ objects on a 301-point grid is 240 GB of float64; most uses need far less. Every
+representation here is written in qp's own on-disk layout (``meta``/``data``/``ancil``), so ``qp.read`` and
+RAIL read the files back; the ``point`` representation is a plain table (one row per object).
+
+=============  ===================================  =====================================================
+``storage``    qp class / content                   what it keeps
+=============  ===================================  =====================================================
+``grid``       ``qp.interp`` or ``qp.hist``          the estimator's own output, unchanged (float64)
+``quantiles``  ``qp.quant``                         ``n_quantiles`` mid-point quantiles + the support ends
+``mixmod``     ``qp.mixmod``                        a ``n_components`` Gaussian mixture fitted by EM on the grid
+``point``      table                                the ancil only: id, zmode, zmedian, zmean, zstd, plugin flags
+=============  ===================================  =====================================================
+
+The summary columns (``zmode``, ``zmedian``, ...) always come from the full-grid PDF, before compression, so
+the point estimates are identical whatever the representation. Bytes per galaxy and the accuracy each costs on
+DC2 are in ``docs/scale.md``.
+
+Files: ``.hdf5``/``.h5``/``.hdf`` is one HDF5 file (qp's layout); ``.pq``/``.parquet`` follows qp/tables_io's
+Parquet layout, three files ``<stem>meta<ext>``, ``<stem>data<ext>``, ``<stem>ancil<ext>`` (the ``point``
+representation writes one Parquet table at the path itself).
+"""
+
+import os
+
+import numpy as np
+
+from .exceptions import InputError
+
+REPRESENTATIONS = ("grid", "quantiles", "mixmod", "point")
+HDF5_SUFFIXES = (".hdf5", ".h5", ".hdf")
+PARQUET_SUFFIXES = (".pq", ".parquet")
+
+__all__ = ["Storage", "REPRESENTATIONS", "write_ensemble", "read", "output_paths"]
+
+
+def _as_1d(value):
+    arr = np.asarray(value)
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    return arr
+
+
+def _pdf_name(ens):
+    name = np.ravel(ens.metadata.get("pdf_name", [b""]))[0]
+    return name.decode() if isinstance(name, bytes) else str(name)
+
+
+def _grid_of(ens):
+    """(x, cdf) of every PDF on its own grid: exact piecewise-linear CDFs for ``interp`` and ``hist``."""
+    name = _pdf_name(ens)
+    if name == "interp":
+        x = np.ravel(ens.metadata["xvals"]).astype(np.float64)
+        y = np.clip(np.atleast_2d(ens.objdata["yvals"]).astype(np.float64), 0.0, None)
+        seg = 0.5 * (y[:, 1:] + y[:, :-1]) * np.diff(x)
+    elif name == "hist":
+        x = np.ravel(ens.metadata["bins"]).astype(np.float64)
+        seg = np.clip(np.atleast_2d(ens.objdata["pdfs"]).astype(np.float64), 0.0, None) * np.diff(x)
+    else:
+        raise InputError(f"compact storage needs an interp or hist ensemble, got {name!r}")
+    cdf = np.zeros((seg.shape[0], seg.shape[1] + 1))
+    np.cumsum(seg, axis=1, out=cdf[:, 1:])
+    cdf /= cdf[:, -1:]
+    return x, cdf
+
+
+def grid_quantiles(x, cdf, quants):
+    """Quantiles of piecewise-linear CDFs ``cdf`` (n, m) on abscissae ``x`` (m,), linearly inverted.
+
+    All rows at once: row r's CDF is shifted by 2r so that the flattened array is sorted, and one
+    ``searchsorted`` finds every (row, quantile) bracket. q = 0 gives the start of the support (last point
+    with CDF 0), q = 1 its end (first point with CDF 1).
+    """
+    n, m = cdf.shape
+    quants = np.asarray(quants, dtype=np.float64)
+    offset = 2.0 * np.arange(n)[:, None]
+    flat = (cdf + offset).ravel()
+    inner = (quants > 0) & (quants < 1)
+    out = np.empty((n, quants.size))
+    if inner.any():
+        qi = quants[inner]
+        pos = np.searchsorted(flat, (qi[None, :] + offset).ravel(), side="left").reshape(n, qi.size)
+        j = np.clip(pos - np.arange(n)[:, None] * m, 1, m - 1)
+        rows = np.arange(n)[:, None]
+        c0, c1 = cdf[rows, j - 1], cdf[rows, j]
+        frac = np.where(c1 > c0, (qi[None, :] - c0) / np.where(c1 > c0, c1 - c0, 1.0), 0.0)
+        out[:, inner] = x[j - 1] + np.clip(frac, 0.0, 1.0) * (x[j] - x[j - 1])
+    if np.any(quants <= 0):
+        start = np.searchsorted(flat, offset.ravel(), side="right") - np.arange(n) * m - 1
+        out[:, quants <= 0] = x[np.clip(start, 0, m - 1)][:, None]
+    if np.any(quants >= 1):
+        end = np.searchsorted(flat, (offset + 1.0 - 1e-12).ravel(), side="left") - np.arange(n) * m
+        out[:, quants >= 1] = x[np.clip(end, 0, m - 1)][:, None]
+    return np.maximum.accumulate(out, axis=1)  # rounding must not make a quantile run backwards
+
+
+def fit_mixture(x, cdf, n_components=3, n_iter=40, block=4096):
+    """Gaussian mixtures (means, stds, weights; each (n, K)) fitted to gridded PDFs by weighted EM.
+
+    The grid points are the samples and each one's probability mass is its weight, so EM maximises the
+    expected log-likelihood under the PDF itself. Vectorised over objects (``block`` rows at a time to bound
+    memory at ≈ 24·block·K·m bytes). Components start at the K quantiles (k + ½)/K; a width floor of one grid
+    step keeps a component from collapsing onto a single grid point.
+    """
+    n, m = cdf.shape
+    K = int(n_components)
+    dz = float(np.min(np.diff(x)))
+    floor = dz
+    # mass of each grid point: half the adjacent trapezoid segments (the interp reading of the CDF)
+    seg = np.diff(cdf, axis=1)
+    mass = np.zeros_like(cdf)
+    mass[:, :-1] += 0.5 * seg
+    mass[:, 1:] += 0.5 * seg
+    start = grid_quantiles(x, cdf, (np.arange(K) + 0.5) / K)
+    means = np.empty((n, K))
+    stds = np.empty((n, K))
+    weights = np.empty((n, K))
+    for b in range(0, n, block):
+        w = mass[b:b + block][:, None, :]  # (B, 1, m)
+        mu = start[b:b + block].copy()
+        mean_all = (w[:, 0, :] * x).sum(axis=1)
+        sd_all = np.sqrt(np.clip((w[:, 0, :] * x * x).sum(axis=1) - mean_all**2, floor**2, None))
+        sd = np.repeat((sd_all / K)[:, None], K, axis=1)
+        sd = np.maximum(sd, floor)
+        pi = np.full_like(mu, 1.0 / K)
+        for _ in range(n_iter):
+            d = (x[None, None, :] - mu[:, :, None]) / sd[:, :, None]
+            like = pi[:, :, None] / sd[:, :, None] * np.exp(-0.5 * d * d)
+            resp = like / np.maximum(like.sum(axis=1, keepdims=True), 1e-300)
+            r = resp * w
+            nk = np.maximum(r.sum(axis=2), 1e-300)
+            mu = (r * x).sum(axis=2) / nk
+            sd = np.sqrt(np.maximum((r * (x[None, None, :] - mu[:, :, None]) ** 2).sum(axis=2) / nk, floor**2))
+            pi = nk / nk.sum(axis=1, keepdims=True)
+        means[b:b + block], stds[b:b + block], weights[b:b + block] = mu, sd, pi
+    return means, stds, weights
+
+
+class Storage:
+    """One compact representation: encodes ensembles chunk by chunk into qp's ``meta``/``data``/``ancil``.
+
+    Parameters
+    ----------
+    kind : {"grid", "quantiles", "mixmod", "point"}
+    n_quantiles : int
+        Quantiles stored per object (``quantiles``): (k + ½)/n for k = 0 … n−1, plus q = 0 and 1 (the support).
+    n_components : int
+        Gaussian components per object (``mixmod``).
+    dtype : {"float32", "float64"}
+        Storage precision of the compact representations (``grid`` keeps the estimator's float64).
+    """
+
+    def __init__(self, kind="quantiles", n_quantiles=32, n_components=3, dtype="float32"):
+        if kind not in REPRESENTATIONS:
+            raise InputError(f"storage must be one of {REPRESENTATIONS}, got {kind!r}")
+        if not (isinstance(n_quantiles, (int, np.integer)) and n_quantiles >= 2):
+            raise InputError(f"n_quantiles must be an integer >= 2, got {n_quantiles!r}")
+        if not (isinstance(n_components, (int, np.integer)) and n_components >= 1):
+            raise InputError(f"n_components must be a positive integer, got {n_components!r}")
+        if np.dtype(dtype) not in (np.dtype("float32"), np.dtype("float64")):
+            raise InputError(f"dtype must be float32 or float64, got {dtype!r}")
+        self.kind = kind
+        self.n_quantiles = int(n_quantiles)
+        self.n_components = int(n_components)
+        self.dtype = np.dtype(dtype).name
+
+    def config(self):
+        """A JSON-able description (stored with a run, so that a resumed run uses the same settings)."""
+        return {"kind": self.kind, "n_quantiles": self.n_quantiles, "n_components": self.n_components,
+                "dtype": self.dtype}
+
+    @property
+    def quants(self):
+        inner = (np.arange(self.n_quantiles) + 0.5) / self.n_quantiles
+        return np.concatenate([[0.0], inner, [1.0]])
+
+    def encode(self, ens):
+        """(data, ancil) of ``ens`` in this representation: dicts of (n, m) and (n,) arrays."""
+        ancil = {k: _as_1d(v) for k, v in (ens.ancil or {}).items()}
+        if self.kind == "point":
+            return {}, ancil
+        if self.kind == "grid":
+            return {k: np.atleast_2d(v) for k, v in ens.objdata.items()}, ancil
+        x, cdf = _grid_of(ens)
+        if self.kind == "quantiles":
+            return {"locs": grid_quantiles(x, cdf, self.quants).astype(self.dtype)}, ancil
+        means, stds, weights = fit_mixture(x, cdf, self.n_components)
+        return {"means": means.astype(self.dtype), "stds": stds.astype(self.dtype),
+                "weights": weights.astype(self.dtype)}, ancil
+
+    def meta(self, ens):
+        """qp's ``meta`` table for this representation (dict of arrays), as ``Ensemble.build_tables`` writes it."""
+        if self.kind == "point":
+            return None
+        if self.kind == "grid":
+            return ens.build_tables()["meta"]
+        small = self.to_ensemble(self.encode(ens[0:1] if ens.npdf > 1 else ens)[0], None, grid_meta=None)
+        return small.build_tables()["meta"]
+
+    def to_ensemble(self, data, ancil, grid_meta=None):
+        """A qp.Ensemble from encoded ``data`` (and ``ancil``); ``grid_meta`` is the source's meta for ``grid``."""
+        import qp
+
+        if self.kind == "point":
+            raise InputError("the 'point' representation keeps no PDF")
+        if self.kind == "quantiles":
+            ens = qp.Ensemble(qp.quant, data=dict(quants=self.quants, locs=np.asarray(data["locs"], np.float64)))
+        elif self.kind == "mixmod":
+            ens = qp.Ensemble(qp.mixmod, data={k: np.asarray(data[k], np.float64) for k in ("means", "stds", "weights")})
+        else:
+            name = np.ravel(grid_meta["pdf_name"])[0]
+            name = name.decode() if isinstance(name, bytes) else str(name)
+            if name == "interp":
+                ens = qp.Ensemble(qp.interp, data=dict(xvals=np.ravel(grid_meta["xvals"]), yvals=data["yvals"]))
+            else:
+                ens = qp.Ensemble(qp.hist, data=dict(bins=np.ravel(grid_meta["bins"]), pdfs=data["pdfs"]))
+        if ancil:
+            ens.set_ancil(dict(ancil))
+        return ens
+
+    def bytes_per_object(self, data, ancil, include_ancil=True):
+        n = len(next(iter(ancil.values()))) if ancil else len(next(iter(data.values())))
+        total = sum(np.asarray(v).nbytes for v in data.values())
+        if include_ancil:
+            total += sum(np.asarray(v).nbytes for v in ancil.values())
+        return total / max(n, 1)
+
+
+# ---------------------------------------------------------------------------------------------- files
+def output_format(path):
+    suffix = os.path.splitext(os.fspath(path))[1].lower()
+    if suffix in HDF5_SUFFIXES:
+        return "hdf5"
+    if suffix in PARQUET_SUFFIXES:
+        return "parquet"
+    raise InputError(f"output {path!r}: unknown format; use one of {HDF5_SUFFIXES + PARQUET_SUFFIXES}")
+
+
+def output_paths(path, kind):
+    """The file(s) an output named ``path`` consists of (qp's Parquet layout is three files)."""
+    path = os.fspath(path)
+    if output_format(path) == "hdf5" or kind == "point":
+        return [path]
+    stem, ext = os.path.splitext(path)
+    return [f"{stem}{part}{ext}" for part in ("data", "ancil", "meta")]
+
+
+def _h5_safe(arr):
+    arr = np.asarray(arr)
+    if arr.dtype.kind == "U":
+        return np.char.encode(arr, "utf-8")
+    if arr.dtype.kind == "O":
+        raise InputError("object-dtype columns cannot be stored; convert ids to numbers or strings")
+    return arr
+
+
+class _HDF5Writer:
+    """qp's HDF5 layout (groups meta, data, ancil), datasets created at full size and filled chunk by chunk."""
+
+    def __init__(self, path, n_total, meta, kind):
+        import h5py
+
+        self.path, self.n, self.kind = path, n_total, kind
+        self.fh = h5py.File(path, "w")
+        if meta is not None:
+            g = self.fh.create_group("meta")
+            for k, v in meta.items():
+                g.create_dataset(k, data=_h5_safe(v))
+        self.data_group = self.fh.create_group("data") if kind != "point" else None
+        self.ancil_group = self.fh.create_group("ancil") if kind != "point" else self.fh
+        self.datasets = {}
+
+    def _dataset(self, group, key, arr):
+        if (group.name, key) not in self.datasets:
+            shape = (self.n,) + arr.shape[1:]
+            chunks = (min(self.n, max(1, 2**20 // max(arr[0:1].nbytes, 1))),) + arr.shape[1:]
+            self.datasets[(group.name, key)] = group.create_dataset(key, shape=shape, dtype=arr.dtype, chunks=chunks)
+        return self.datasets[(group.name, key)]
+
+    def write(self, start, data, ancil):
+        for group, cols in ((self.data_group, data), (self.ancil_group, ancil)):
+            for k, v in cols.items():
+                v = _h5_safe(v)
+                self._dataset(group, k, v)[start:start + len(v)] = v
+
+    def close(self):
+        self.fh.close()
+
+
+class _ParquetWriter:
+    """qp/tables_io's Parquet layout: data and ancil row-appended (one row group per chunk), meta at the end."""
+
+    def __init__(self, paths, n_total, meta, kind):
+        self.paths, self.kind, self.meta = paths, kind, meta
+        self.writers = {}
+
+    @staticmethod
+    def _table(cols):
+        import pyarrow as pa
+
+        arrays, names = [], []
+        for k, v in cols.items():
+            v = np.asarray(v)
+            if v.ndim == 2:
+                arrays.append(pa.FixedSizeListArray.from_arrays(pa.array(np.ascontiguousarray(v).ravel()), v.shape[1]))
+            else:
+                arrays.append(pa.array(v))
+            names.append(k)
+        return pa.table(arrays, names=names)
+
+    def _write(self, role, path, cols):
+        import pyarrow.parquet as pq
+
+        table = self._table(cols)
+        if role not in self.writers:
+            self.writers[role] = pq.ParquetWriter(path, table.schema)
+        self.writers[role].write_table(table)
+
+    def write(self, start, data, ancil):
+        if self.kind == "point":
+            self._write("ancil", self.paths[0], ancil)
+            return
+        self._write("data", self.paths[0], data)
+        self._write("ancil", self.paths[1], ancil)
+
+    def close(self):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        for w in self.writers.values():
+            w.close()
+        if self.kind != "point":
+            cols = {}
+            for k, v in self.meta.items():
+                v = np.asarray(v)
+                cols[k] = pa.array([list(v[0])]) if v.ndim == 2 else pa.array(list(v))
+            pq.write_table(pa.table(cols), self.paths[2])
+
+
+def open_writer(path, tmp_paths, n_total, meta, kind):
+    if output_format(path) == "hdf5":
+        return _HDF5Writer(tmp_paths[0], n_total, meta, kind)
+    return _ParquetWriter(tmp_paths, n_total, meta, kind)
+
+
+def write_ensemble(ens, path, storage="quantiles", overwrite=False, **options):
+    """Write one in-memory ensemble in a compact representation (see :class:`Storage`), atomically."""
+    store = storage if isinstance(storage, Storage) else Storage(storage, **options)
+    paths = output_paths(path, store.kind)
+    existing = [p for p in paths if os.path.exists(p)]
+    if existing and not overwrite:
+        raise InputError(f"output exists: {existing}; pass overwrite=True to replace it")
+    data, ancil = store.encode(ens)
+    tmps = [_tmp_name(p) for p in paths]
+    try:
+        writer = open_writer(path, tmps, ens.npdf, store.meta(ens), store.kind)
+        writer.write(0, data, ancil)
+        writer.close()
+        for t, p in zip(tmps, paths):
+            os.replace(t, p)
+    finally:
+        for t in tmps:
+            if os.path.exists(t):
+                os.unlink(t)
+    return paths
+
+
+def _tmp_name(path):
+    d, b = os.path.split(os.path.abspath(path))
+    return os.path.join(d, f".{b}.tmp-{os.getpid()}")
+
+
+def read(path):
+    """A qp.Ensemble (grid, quantiles, mixmod) or a pandas DataFrame (point) from a file this module wrote."""
+    path = os.fspath(path)
+    fmt = output_format(path)
+    if fmt == "parquet" and os.path.exists(path):
+        import pandas as pd
+
+        return pd.read_parquet(path)
+    if fmt == "hdf5":
+        import h5py
+
+        with h5py.File(path, "r") as fh:
+            if "meta" not in fh:
+                import pandas as pd
+
+                return pd.DataFrame({k: fh[k][:] for k in fh})
+    import qp
+
+    return qp.read(path)
