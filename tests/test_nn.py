@@ -77,3 +77,69 @@ def test_bad_training_parameters_are_named():
     X, z = make_toy_catalog(100)
     with pytest.raises(InputError, match="max_epochs must be a positive integer"):
         pzkit.make_estimator("baseline_nn", max_epochs=0).fit(X, z)
+
+
+# ---------------------------------------------------------------------------------------------- fit faults
+def _tiny_net(**kw):
+    from pzkit_baseline_nn import BaselineNN
+
+    params = dict(hidden=(16, 16), max_epochs=6, lr_step=3, batch_size=32, random_state=3, nzbins=31, zmax=3.0)
+    params.update(kw)
+    return BaselineNN(**params)
+
+
+def _toy():
+    from pzkit.testing import make_toy_catalog
+
+    return make_toy_catalog(300, random_state=1)
+
+
+class _InterruptAt(Exception):
+    pass
+
+
+def test_interrupted_fit_raises_and_resumes_bit_identically(tmp_path, monkeypatch):
+    """A fit interrupted after epoch 3 raises (no silently under-trained model); refitting resumes from the
+    checkpoint and gives exactly the weights of an uninterrupted fit (optimizer, LR schedule and RNG restored)."""
+    from pzkit.nn import estimator as est_mod
+
+    X, z = _toy()
+    reference = _tiny_net().fit(X, z)
+    original = est_mod._EpochCheckpoint.on_epoch_end
+    calls = {"n": 0}
+
+    def interrupting(self, net, **kwargs):
+        original(self, net, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt  # what Ctrl-C looks like inside skorch's loop
+
+    monkeypatch.setattr(est_mod._EpochCheckpoint, "on_epoch_end", interrupting)
+    with pytest.raises(KeyboardInterrupt, match="interrupted after 3 of 6 epochs"):
+        _tiny_net(checkpoint_dir=str(tmp_path)).fit(X, z)
+    monkeypatch.setattr(est_mod._EpochCheckpoint, "on_epoch_end", original)
+    resumed = _tiny_net(checkpoint_dir=str(tmp_path)).fit(X, z)
+    assert len(resumed.loss_history_[0]) == 6
+    np.testing.assert_array_equal(resumed.loss_history_[0], reference.loss_history_[0])
+    np.testing.assert_array_equal(resumed.predict(X), reference.predict(X))
+    for a, b in zip(resumed.modules_[0].state_dict().values(), reference.modules_[0].state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_checkpoint_from_other_parameters_is_ignored_with_a_warning(tmp_path):
+    from pzkit.exceptions import PzkitWarning
+
+    X, z = _toy()
+    _tiny_net(max_epochs=2, checkpoint_dir=str(tmp_path)).fit(X, z)
+    with pytest.warns(PzkitWarning, match="other parameters or data"):
+        fresh = _tiny_net(max_epochs=2, lr=2e-3, checkpoint_dir=str(tmp_path)).fit(X, z)
+    assert len(fresh.loss_history_[0]) == 2
+
+
+def test_bf16_mixed_precision_trains_and_infers_in_float64():
+    X, z = _toy()
+    est = _tiny_net(precision="bf16-mixed").fit(X, z)
+    assert next(est.modules_[0].parameters()).dtype == torch.float32  # master weights stay float32
+    assert np.isfinite(est.predict(X)).all()
+    with pytest.raises(InputError, match="precision"):
+        _tiny_net(precision="fp8").fit(X, z)
