@@ -68,30 +68,32 @@ def _grid_of(ens):
 def grid_quantiles(x, cdf, quants):
     """Quantiles of piecewise-linear CDFs ``cdf`` (n, m) on abscissae ``x`` (m,), linearly inverted.
 
-    All rows at once: row r's CDF is shifted by 2r so that the flattened array is sorted, and one
-    ``searchsorted`` finds every (row, quantile) bracket. q = 0 gives the start of the support (last point
-    with CDF 0), q = 1 its end (first point with CDF 1).
+    All rows at once: the CDFs are put on an integer scale (resolution 2⁻⁴⁰) and row r is shifted by r·2⁴²,
+    so the flattened array is sorted and one ``searchsorted`` finds every (row, quantile) bracket. Integers keep
+    the search exact, so a row's quantiles do not depend on its position in a chunk (a float offset would round
+    small CDF values away differently for different rows). q = 0 gives the start of the support (last point
+    with CDF 0 on that scale), q = 1 its end (first point with CDF 1).
     """
     n, m = cdf.shape
     quants = np.asarray(quants, dtype=np.float64)
-    offset = 2.0 * np.arange(n)[:, None]
-    flat = (cdf + offset).ravel()
-    inner = (quants > 0) & (quants < 1)
-    out = np.empty((n, quants.size))
-    if inner.any():
-        qi = quants[inner]
-        pos = np.searchsorted(flat, (qi[None, :] + offset).ravel(), side="left").reshape(n, qi.size)
-        j = np.clip(pos - np.arange(n)[:, None] * m, 1, m - 1)
-        rows = np.arange(n)[:, None]
-        c0, c1 = cdf[rows, j - 1], cdf[rows, j]
-        frac = np.where(c1 > c0, (qi[None, :] - c0) / np.where(c1 > c0, c1 - c0, 1.0), 0.0)
-        out[:, inner] = x[j - 1] + np.clip(frac, 0.0, 1.0) * (x[j] - x[j - 1])
+    scale = float(2**40)
+    offset = np.arange(n, dtype=np.int64)[:, None] * (4 * 2**40)
+    flat = (np.rint(cdf * scale).astype(np.int64) + offset).ravel()
+    base = np.arange(n, dtype=np.int64)[:, None] * m
+    rows = np.arange(n)[:, None]
+    qi = np.clip(quants, 0.0, 1.0)
+    targets = np.rint(qi * scale).astype(np.int64)
+    # first point with CDF >= q for 0 < q < 1; for q = 0 the last point with CDF == 0, for q = 1 the first with 1
+    side_left = np.searchsorted(flat, (targets[None, :] + offset).ravel(), side="left").reshape(n, -1) - base
+    side_right = np.searchsorted(flat, (targets[None, :] + offset).ravel(), side="right").reshape(n, -1) - base
+    j = np.clip(side_left, 1, m - 1)
+    c0, c1 = cdf[rows, j - 1], cdf[rows, j]
+    frac = np.where(c1 > c0, (qi[None, :] - c0) / np.where(c1 > c0, c1 - c0, 1.0), 0.0)
+    out = x[j - 1] + np.clip(frac, 0.0, 1.0) * (x[j] - x[j - 1])
     if np.any(quants <= 0):
-        start = np.searchsorted(flat, offset.ravel(), side="right") - np.arange(n) * m - 1
-        out[:, quants <= 0] = x[np.clip(start, 0, m - 1)][:, None]
+        out[:, quants <= 0] = x[np.clip(side_right[:, quants <= 0] - 1, 0, m - 1)]
     if np.any(quants >= 1):
-        end = np.searchsorted(flat, (offset + 1.0 - 1e-12).ravel(), side="left") - np.arange(n) * m
-        out[:, quants >= 1] = x[np.clip(end, 0, m - 1)][:, None]
+        out[:, quants >= 1] = x[np.clip(side_left[:, quants >= 1], 0, m - 1)]
     return np.maximum.accumulate(out, axis=1)  # rounding must not make a quantile run backwards
 
 
