@@ -11,6 +11,8 @@ from .exceptions import ColumnError, InputError, NonDetectionError
 NONDETECT_POLICIES = ("raise", "limit", "nan")
 #: AB zero point of fluxes in nJy: f = 10**(-0.4 (m - 31.4)) nJy.
 AB_NJY_ZEROPOINT = 31.4
+#: Magnitudes outside this range are not measurements: sentinels (−99, 999, ...) or corrupted values.
+MAG_RANGE = (-30.0, 50.0)
 
 
 def read_catalog(catalog, groupname=None):
@@ -25,9 +27,9 @@ def read_catalog(catalog, groupname=None):
     if hasattr(catalog, "column_names") and hasattr(catalog, "to_pandas"):  # pyarrow.Table (tables_io's Parquet)
         return {c: catalog.column(c).to_numpy() for c in catalog.column_names}, None
     if hasattr(catalog, "colnames"):  # astropy Table (checked first: it also has .columns and .iloc)
-        return {c: np.asarray(catalog[c]) for c in catalog.colnames}, None
+        return {c: _unmasked(catalog[c], c) for c in catalog.colnames}, None
     if hasattr(catalog, "columns") and hasattr(catalog, "iloc"):  # pandas DataFrame
-        return {str(c): catalog[c].to_numpy() for c in catalog.columns}, catalog.index
+        return {str(c): _pandas_values(catalog[c]) for c in catalog.columns}, catalog.index
     if isinstance(catalog, np.ndarray) and catalog.dtype.names:
         return {c: catalog[c] for c in catalog.dtype.names}, None
     if isinstance(catalog, dict):
@@ -36,6 +38,28 @@ def read_catalog(catalog, groupname=None):
         "catalog must be a pandas DataFrame, astropy Table, dict of arrays, numpy structured array or a "
         f"file path readable by tables_io; got {type(catalog).__name__}"
     )
+
+
+def _unmasked(column, name):
+    """Column values with masked entries as NaN: ``np.asarray`` would silently return the fill values."""
+    mask = np.ma.getmask(column)
+    if mask is np.ma.nomask or not np.any(mask):
+        return np.asarray(column)
+    data = np.ma.getdata(column)
+    if data.dtype.kind not in "fiu":
+        raise ColumnError(f"column {name!r} has {int(np.sum(mask))} masked entries and dtype {data.dtype}, "
+                          "which cannot hold NaN: fill or drop them")
+    out = data.astype(np.float64)
+    out[np.asarray(mask)] = np.nan
+    return out
+
+
+def _pandas_values(series):
+    """Values of a DataFrame column; nullable numeric columns (``Float64``, ``Int64``) give NaN for <NA>."""
+    dtype = series.dtype
+    if getattr(dtype, "kind", "O") in "fiu" and not isinstance(dtype, np.dtype):  # pandas extension dtype
+        return series.to_numpy(dtype=np.float64, na_value=np.nan)
+    return series.to_numpy()
 
 
 def _read_path(path, groupname):
@@ -58,6 +82,38 @@ def _read_path(path, groupname):
             raise InputError(f"catalog file {path} holds groups {sorted(data)}; choose one with groupname=")
         return next(iter(data.values()))
     return data
+
+
+def _check_finite_mapping(mapping, bands, name, bounds):
+    bad = {}
+    for b in bands:
+        try:
+            v = float(mapping[b])
+        except (TypeError, ValueError):
+            bad[b] = mapping[b]
+            continue
+        if not (np.isfinite(v) and bounds[0] <= v <= bounds[1]):
+            bad[b] = mapping[b]
+    if bad:
+        raise InputError(f"{name} must be finite numbers{'' if bounds[0] == -np.inf else f' in {bounds}'}; "
+                         f"got {bad}")
+
+
+def _check_ids(ids, name):
+    """Object ids must be present and unique: they are how an output row is matched back to its galaxy."""
+    import pandas as pd
+
+    missing = pd.isna(ids)
+    if np.any(missing):
+        first = int(np.flatnonzero(missing)[0])
+        raise InputError(f"id column {name!r} has {int(np.sum(missing))} missing id(s) (None/NaN), first at row {first}")
+    if ids.size > 1:
+        index = pd.Index(ids)
+        if not index.is_unique:
+            dup = index[index.duplicated()].unique()
+            raise InputError(f"id column {name!r} has {int(index.duplicated().sum())} duplicated id(s), "
+                             f"e.g. {list(dup[:5])}: every object needs its own id")
+    return ids
 
 
 class PhotometryFeatures(TransformerMixin, BaseEstimator):
@@ -154,10 +210,12 @@ class PhotometryFeatures(TransformerMixin, BaseEstimator):
             missing = [b for b in bands if b not in (self.mag_limits or {})]
             if missing:
                 raise InputError(f"nondetect='limit' needs mag_limits for every band; missing: {missing}")
+            _check_finite_mapping(self.mag_limits, bands, "mag_limits", MAG_RANGE)
         if self.ebv_column is not None:
             missing = [b for b in bands if b not in (self.extinction_coeffs or {})]
             if missing:
                 raise InputError(f"ebv_column is set, so extinction_coeffs needs every band; missing: {missing}")
+            _check_finite_mapping(self.extinction_coeffs, bands, "extinction_coeffs", (-np.inf, np.inf))
         return bands
 
     def _mag_col(self, band):
@@ -205,8 +263,13 @@ class PhotometryFeatures(TransformerMixin, BaseEstimator):
         errs = np.column_stack([cols[self._err_col(b)] for b in bands]) if self.include_errors else None
         mags, errs = self._apply_nondetect_policy(mags, errs, bands)
         if self.ebv_column is not None:
-            r = np.array([self.extinction_coeffs[b] for b in bands], dtype=np.float64)
-            mags = mags - cols[self.ebv_column][:, None] * r[None, :]
+            ebv = cols[self.ebv_column]
+            if not np.all(np.isfinite(ebv)):
+                bad = np.flatnonzero(~np.isfinite(ebv))
+                raise InputError(f"column {self.ebv_column!r} (E(B-V)) has {bad.size} non-finite value(s), first at "
+                                 f"row {int(bad[0])}: dereddening would turn every magnitude of those rows into NaN")
+            r = np.array([float(self.extinction_coeffs[b]) for b in bands], dtype=np.float64)
+            mags = mags - ebv[:, None] * r[None, :]
         parts = [mags[:, :-1] - mags[:, 1:], mags[:, [bands.index(self.ref_band)]]]
         if errs is not None:
             parts.append(errs)
@@ -243,7 +306,7 @@ class PhotometryFeatures(TransformerMixin, BaseEstimator):
             elif arr.shape[0] != n:
                 raise ColumnError(f"columns have different lengths: {lengths}")
             if c == self.id_column:
-                out[c] = arr
+                out[c] = _check_ids(arr, c)
                 continue
             if arr.dtype.kind not in "fiu" or arr.dtype.kind == "b":
                 raise ColumnError(f"column {c!r} must be numeric, got dtype {arr.dtype}")
@@ -252,10 +315,20 @@ class PhotometryFeatures(TransformerMixin, BaseEstimator):
             raise InputError("catalog is empty (0 rows)")
         return out, n
 
+
     def _apply_nondetect_policy(self, mags, errs, bands):
         bad = ~np.isfinite(mags)
         if self.nondetect_value is not None:
             bad |= mags == self.nondetect_value
+        implausible = ~bad & ((mags < MAG_RANGE[0]) | (mags > MAG_RANGE[1]))
+        if implausible.any():
+            rows, cols = np.nonzero(implausible)
+            where = {self._mag_col(bands[j]): float(mags[i, j]) for i, j in zip(rows[:5], cols[:5])}
+            raise InputError(
+                f"{int(implausible.sum())} magnitude(s) outside {MAG_RANGE} cannot be measurements, e.g. {where} "
+                f"(first at row {int(rows[0])}); if they mark non-detections, set nondetect_value to that sentinel "
+                f"(now {self.nondetect_value!r})"
+            )
         if errs is not None:
             bad_err = (~np.isfinite(errs) | (errs < 0)) & ~bad
             if self.nondetect_value is not None:

@@ -1,10 +1,12 @@
 """The shared evaluation harness: any set of estimators, one dataset, one split, one report."""
 
+import contextlib
 import datetime
 import json
 import os
 import platform
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -12,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import __version__
-from .exceptions import InputError
+from .exceptions import InputError, OutputError
 
 REPORT_SCHEMA = "pzkit-report/1"
 
@@ -63,24 +65,91 @@ class Report:
         return "\n".join(lines) + "\n"
 
     def write(self, directory, html=True):
-        """Write report.json, report.md and (with plots) report.html into ``directory``."""
-        os.makedirs(directory, exist_ok=True)
+        """Write report.json, report.md and (with plots) report.html into ``directory``.
+
+        All files are first written under temporary names and renamed only once every one of them is
+        complete: a full disk or a permission error raises :class:`~pzkit.exceptions.OutputError` and leaves
+        no new report file behind (an older report in ``directory`` is left as it was).
+        """
         paths = {"json": os.path.join(directory, "report.json"), "markdown": os.path.join(directory, "report.md")}
-        write_json(paths["json"], self.to_dict())
-        with open(paths["markdown"], "w") as fh:
-            fh.write(self.to_markdown())
+        if html:
+            paths["html"] = os.path.join(directory, "report.html")
+        writers = {
+            "json": lambda tmp: _dump_json(tmp, self.to_dict()),
+            "markdown": lambda tmp: _write_text(tmp, self.to_markdown()),
+        }
         if html:
             from .report_html import write_html
 
-            paths["html"] = write_html(self, os.path.join(directory, "report.html"))
+            writers["html"] = lambda tmp: write_html(self, tmp)
+        with atomic_outputs(paths.values()) as tmps:
+            for kind, path in paths.items():
+                writers[kind](tmps[path])
         return paths
 
 
-def write_json(path, obj):
-    """Write ``obj`` as indented JSON (numpy scalars and arrays converted), creating the directory."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+@contextlib.contextmanager
+def atomic_outputs(paths):
+    """Write several output files all-or-nothing: yields ``{final path: temporary path}``.
+
+    The temporary files live next to their targets (same file system, so the final ``os.replace`` is atomic)
+    and are renamed only when the block finishes without error. On any error, every temporary file is
+    removed and an ``OSError`` becomes :class:`~pzkit.exceptions.OutputError` naming the path, the reason and
+    the fact that no output was written.
+    """
+    paths = [os.fspath(p) for p in paths]
+    tmps = {}
+    try:
+        for path in paths:
+            directory = os.path.dirname(os.path.abspath(path))
+            os.makedirs(directory, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".part", dir=directory)
+            tmps[path] = tmp
+            os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; the output gets the usual permissions
+            os.close(fd)
+        yield dict(tmps)
+        for path in paths:
+            os.replace(tmps.pop(path), path)
+    except OSError as exc:
+        what = paths[0] if len(paths) == 1 else f"{len(paths)} files in {os.path.dirname(paths[0]) or '.'}"
+        raise OutputError(f"could not write {what}: {exc.strerror or exc}; no output was written "
+                          f"(temporary files removed)") from exc
+    finally:
+        for tmp in tmps.values():
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+
+
+def _umask():
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _write_text(path, text):
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _dump_json(path, obj):
     with open(path, "w") as fh:
         json.dump(obj, fh, indent=2, default=_json_default)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def write_json(path, obj):
+    """Write ``obj`` as indented JSON (numpy scalars and arrays converted), creating the directory.
+
+    Atomic: a temporary file renamed into place, so a failed write (full disk, permissions) leaves no
+    truncated JSON and raises :class:`~pzkit.exceptions.OutputError`.
+    """
+    with atomic_outputs([path]) as tmps:
+        _dump_json(tmps[os.fspath(path)], obj)
     return path
 
 

@@ -10,6 +10,14 @@ A model file is a zip archive with two members:
 Loading never unpickles. Before anything is built, the manifest is checked (format, versions, checksum)
 and every type the payload names must come from pzkit, scikit-learn, numpy, scipy or an installed pzkit
 plugin; anything else is refused with the list of offending types.
+
+Trusting whole packages is not enough on its own: skops can call a named object with arguments from the
+file (``ConstructorFromReduceNode``), and numpy ships ``numpy.testing``'s ``runstring`` (an ``exec``). So the
+payload's schema is also walked node by node before anything is imported from it: a node may only name a
+class (of the container type its loader builds), functions only as numpy/scipy ufuncs, and the loaders that
+call or bind a named object (constructor-from-reduce, method, partial, operator) are refused outright;
+modules named ``__main__`` or ``*test*`` are refused without being imported. Real pzkit models use none of
+these (tests/test_reliability.py checks every plugin's model against the policy).
 """
 
 import hashlib
@@ -17,7 +25,6 @@ import io
 import json
 import os
 import sys
-import tempfile
 import zipfile
 
 from . import __version__
@@ -60,7 +67,11 @@ def _plugin_records(obj):
 
 
 def save(estimator, path):
-    """Write a fitted pzkit estimator or pipeline to ``path`` atomically (a temporary file, then rename)."""
+    """Write a fitted pzkit estimator or pipeline to ``path`` atomically (a temporary file, then rename).
+
+    A failed write (full disk, no permission) raises :class:`~pzkit.exceptions.OutputError` and leaves
+    nothing at ``path`` (an older file there is kept unchanged).
+    """
     import skops.io
 
     try:
@@ -76,18 +87,17 @@ def save(estimator, path):
         "plugins": _plugin_records(estimator),
         "payload_sha256": hashlib.sha256(payload).hexdigest(),
     }
+    from .harness import atomic_outputs
+
     path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".pzkit-", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as fh, zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-            zf.writestr(_MANIFEST, json.dumps(manifest, indent=2, sort_keys=True))
-            zf.writestr(_PAYLOAD, payload)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    # a full disk or a permission error raises OutputError and leaves no file that looks like a model
+    with atomic_outputs([path]) as tmps:
+        with open(tmps[path], "wb") as fh:
+            with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+                zf.writestr(_MANIFEST, json.dumps(manifest, indent=2, sort_keys=True))
+                zf.writestr(_PAYLOAD, payload)
+            fh.flush()
+            os.fsync(fh.fileno())
     return path
 
 
@@ -162,6 +172,84 @@ def _trusted_roots():
     return roots
 
 
+#: skops loaders that call, or hand back bound to data from the file, the object they name.
+_CALLING_LOADERS = ("ConstructorFromReduceNode", "MethodNode", "PartialNode", "OperatorFuncNode")
+#: loaders that build an instance of the named type; the type must subclass the container.
+_CONTAINER_LOADERS = {"DictNode": dict, "DefaultDictNode": dict, "ListNode": list, "SetNode": (set, frozenset),
+                      "TupleNode": tuple}
+
+
+def _schema_nodes(node):
+    if isinstance(node, dict):
+        if "__loader__" in node:
+            yield node
+        for value in node.values():
+            yield from _schema_nodes(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _schema_nodes(value)
+
+
+def _ufunc_names():
+    try:
+        from skops.io._trusted_types import NUMPY_UFUNC_TYPE_NAMES, SCIPY_UFUNC_TYPE_NAMES
+    except ImportError:  # pragma: no cover - older/newer skops layout: allow no function at all
+        return set()
+    return set(NUMPY_UFUNC_TYPE_NAMES) | set(SCIPY_UFUNC_TYPE_NAMES)
+
+
+def _node_problem(node, roots, ufuncs):
+    """Why one schema node is unsafe to build, or None."""
+    import importlib
+
+    loader, module, name = node.get("__loader__"), node.get("__module__"), node.get("__class__")
+    if not isinstance(module, str) or not isinstance(name, str):
+        return None  # CachedNode and the like: references to nodes checked elsewhere
+    qual = f"{module}.{name}"
+    if loader in _CALLING_LOADERS:
+        return f"{qual} ({loader}: would call or bind an object named by the file)"
+    if module == "builtins":
+        return None  # skops itself trusts only plain builtins (str, int, dict, ...) and reports the rest
+    parts = module.split(".")
+    if parts[0] not in roots:
+        return None  # reported, with the other untrusted types, from skops's own list
+    if any(p == "__main__" or "test" in p for p in parts):
+        return f"{qual} (test or __main__ module)"
+    try:
+        obj = getattr(importlib.import_module(module), name)
+    except Exception as exc:
+        return f"{qual} (cannot be imported: {type(exc).__name__})"
+    if loader == "FunctionNode":
+        return None if qual in ufuncs else f"{qual} (a function, not a numpy/scipy ufunc)"
+    if not isinstance(obj, type):
+        return f"{qual} (not a class, used by {loader})"
+    base = _CONTAINER_LOADERS.get(loader)
+    if loader == "NdArrayNode":  # skops calls the named type on the array: only array and scalar types
+        import numpy as np
+
+        base = (np.ndarray, np.generic)
+    if base is not None and not issubclass(obj, base):
+        names = "/".join(b.__name__ for b in (base if isinstance(base, tuple) else (base,)))
+        return f"{qual} (not a {names} subclass, used by {loader})"
+    return None
+
+
+def _check_schema(path, payload, roots):
+    try:
+        with zipfile.ZipFile(io.BytesIO(payload)) as zf:
+            schema = json.loads(zf.read("schema.json"))
+    except Exception as exc:
+        raise ModelFileError(f"{path}: unreadable payload: {type(exc).__name__}: {exc}") from exc
+    ufuncs = _ufunc_names()
+    problems = []
+    for node in _schema_nodes(schema):
+        problem = _node_problem(node, roots, ufuncs)
+        if problem is not None and problem not in problems:
+            problems.append(problem)
+    if problems:
+        raise ModelFileError(f"{path} asks to build objects pzkit does not load: {problems}; refusing to load it")
+
+
 def load(path):
     """Load a model written by :func:`save`. Refuses, with the reason, any file that is not safe to build."""
     import skops.io
@@ -179,6 +267,7 @@ def load(path):
             f"{path} refers to types outside pzkit, its plugins, scikit-learn, numpy and scipy: {refused}; "
             "refusing to load it"
         )
+    _check_schema(path, payload, roots)
     try:
         return skops.io.loads(payload, trusted=types)
     except Exception as exc:
