@@ -172,6 +172,9 @@ def test_fit_with_unlabelled_rows_and_modes():
     cols = colours_from_images(X)
     cols[0, 1] = np.nan
     _tiny(reddening=0.3, extinction_coeffs=(3.0, 2.0, 1.0)).fit(X, y, colors=cols)
+    # the ConvNeXt-like encoder option
+    est = _tiny(encoder="convnext", encoder_widths=(8, 16)).fit(X, y)
+    assert np.isfinite(est.predict(X[:4])).all()
 
 
 def test_bad_input():

@@ -1,0 +1,184 @@
+"""PITA on the ``candels_like`` sims: label-count curve against the supervised CNN, and ablations.
+
+    OMP_NUM_THREADS=1 python benchmarks/pita_candels_like.py --part curve     [--seeds 3] [--steps 1000]
+    OMP_NUM_THREADS=1 python benchmarks/pita_candels_like.py --part ablations [--seeds 3]
+    python benchmarks/pita_candels_like.py --merge      # -> benchmarks/results/pita_candels_like.json
+
+Data: one sims realisation, ``candels_like`` n = 18,000 (train 16,200 / test 1,800), 32² stamps binned 2×2 to
+16² (0.12″ pixels), with the training split's label fraction raised from 0.22 to 0.40 (label selection still
+biased bright, as the preset) so that 5,000 labels exist. For each label count L and seed, L rows are drawn
+from the labelled training rows; every other training row (≈ 16,200 − L) is unlabelled (y = NaN), colours for
+all from the catalogue (F606W−F814W, F814W−F125W, F125W−F160W, m_F160W; non-detections NaN, masked). Test:
+the 1,800 held-out test galaxies (all with redshifts).
+
+Methods (same encoder, same steps × batch size, same augmentations and seed):
+``pita`` (contrastive + colour + redshift), ``supervised`` (labelled rows only), ablations at 1,000 labels:
+``pita_no_colour`` (color_weight 0), ``pita_no_contrastive`` (contrastive_weight 0), ``pretrain_finetune``
+(MoCo alone for the same number of steps, then fine-tuning for ``--steps``).
+
+CPU scale (2 shared cores, one thread per fit): small CNN widths (16, 32, 64), 12-px crops of the 16-px stamps,
+batch 64, ``--steps`` optimiser steps, MoCo queue 4,096 and momentum 0.99 (0.999 barely moves the key encoder
+in 1,000 steps). The pita-z defaults (queue 50,000, momentum 0.999, 64-px crops of 108-px stamps, ConvNeXt) are
+for the GPU-scale run, which was not done here.
+"""
+
+import argparse
+import glob
+import json
+import os
+import platform
+import time
+
+import numpy as np
+
+OUT = os.path.join(os.path.dirname(__file__), "results", "pita_candels_like.json")
+PARTIAL = os.environ.get("PITA_PARTIAL_DIR", "/tmp/pita_benchmark_parts")
+SIM = dict(n=18000, random_state=0, images={"stamp_size": 32}, splits={"train": {"labels": {"fraction": 0.4}}})
+LABEL_COUNTS = (500, 1000, 2000, 5000)
+SETTINGS = dict(encoder="small", encoder_widths=(16, 32, 64), crop_size=12, jitter=1.0, rotation="any",
+                noise_std=0.5, queue_size=4096, momentum=0.99, batch_size=64, lr=2e-3, zmin=0.0, zmax=4.0,
+                nzbins=201, labelled_fraction=0.5, device="cpu")
+METHODS = {
+    "pita": dict(mode="pita"),
+    "supervised": dict(mode="supervised"),
+    "pita_no_colour": dict(mode="pita", color_weight=0.0),
+    "pita_no_contrastive": dict(mode="pita", contrastive_weight=0.0),
+    "pretrain_finetune": dict(mode="pretrain_finetune"),
+}
+
+
+def load_data():
+    import pzkit.sims
+
+    res = pzkit.sims.make("candels_like", **SIM)
+    cat = res.catalog
+    imgs = res.images
+    n, c, s, _ = imgs.shape
+    imgs = imgs.reshape(n, c, s // 2, 2, s // 2, 2).sum(axis=(3, 5))  # 2×2 binning keeps the flux
+    mags = np.column_stack([cat[f"mag_{b}_hst"].to_numpy(dtype=float) for b in res.bands])
+    mags[mags >= 90] = np.nan  # non-detections (99): no colour target for that band
+    colors = np.column_stack([mags[:, :-1] - mags[:, 1:], mags[:, -1:]])
+    train = (cat["split"] == "train").to_numpy()
+    return dict(X=imgs[train], z=cat["redshift"].to_numpy()[train], colors=colors[train],
+                labelled=cat["labelled"].to_numpy()[train], X_test=imgs[~train],
+                z_test=cat["redshift"].to_numpy()[~train], mag_test=mags[~train, -1], bands=list(res.bands))
+
+
+def metrics(z, zp):
+    from pzkit.metrics import bias_mean, outlier_rate, sigma_nmad
+
+    return {"sigma_nmad": float(sigma_nmad(z, zp)), "outlier_rate": float(outlier_rate(z, zp)),
+            "bias": float(bias_mean(z, zp))}
+
+
+def run_one(data, method, n_lab, seed, steps):
+    import torch
+
+    from pzkit.metrics import cde_loss
+    from pzkit_pita import PITA
+
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(1000 + seed)
+    chosen = rng.choice(np.flatnonzero(data["labelled"]), n_lab, replace=False)
+    y = np.full(data["z"].shape, np.nan)
+    y[chosen] = data["z"][chosen]
+    est = PITA(random_state=seed, max_steps=steps, pretrain_steps=steps, **SETTINGS, **METHODS[method])
+    t0 = time.time()
+    est.fit(data["X"], y, colors=data["colors"])
+    fit_s = time.time() - t0
+    ens = est.estimate_pdf(data["X_test"])
+    zt = data["z_test"]
+    out = {"method": method, "n_labelled": n_lab, "n_unlabelled": int(np.isnan(y).sum()), "seed": seed,
+           "steps": steps, "fit_seconds": round(fit_s, 1),
+           "pdf_mode": metrics(zt, ens.ancil["zmode"]), "pdf_median": metrics(zt, ens.ancil["zmedian"]),
+           "huber_point": metrics(zt, est.predict_point_head(data["X_test"])),
+           "cde_loss": float(cde_loss(ens, zt, est.zgrid_))}
+    print(json.dumps({k: out[k] for k in ("method", "n_labelled", "seed", "fit_seconds")}),
+          "σ_NMAD mode/median/huber", round(out["pdf_mode"]["sigma_nmad"], 4),
+          round(out["pdf_median"]["sigma_nmad"], 4), round(out["huber_point"]["sigma_nmad"], 4), flush=True)
+    return out
+
+
+def summarise(runs):
+    groups = {}
+    for r in runs:
+        groups.setdefault((r["method"], r["n_labelled"]), []).append(r)
+    table = []
+    for (method, n_lab), rs in sorted(groups.items()):
+        row = {"method": method, "n_labelled": n_lab, "n_seeds": len(rs)}
+        for est in ("pdf_mode", "pdf_median", "huber_point"):
+            for m in ("sigma_nmad", "outlier_rate", "bias"):
+                vals = np.array([r[est][m] for r in rs])
+                row[f"{est}.{m}"] = float(vals.mean())
+                row[f"{est}.{m}_sem"] = float(vals.std(ddof=1) / np.sqrt(len(vals))) if len(vals) > 1 else None
+        row["cde_loss"] = float(np.mean([r["cde_loss"] for r in rs]))
+        row["fit_seconds"] = float(np.mean([r["fit_seconds"] for r in rs]))
+        table.append(row)
+    key = {(r["method"], r["n_labelled"]): r for r in table}
+    acceptance = {}
+    for n_lab in LABEL_COUNTS:
+        p, s = key.get(("pita", n_lab)), key.get(("supervised", n_lab))
+        if p and s:
+            acceptance[f"pita_over_supervised_nmad_at_{n_lab}"] = p["pdf_mode.sigma_nmad"] / s["pdf_mode.sigma_nmad"]
+    if acceptance:
+        ratios = [acceptance.get(f"pita_over_supervised_nmad_at_{n}") for n in LABEL_COUNTS]
+        done = [r for r in ratios if r is not None]
+        acceptance["at_1000_at_least_15pct_lower"] = (
+            None if ratios[1] is None else bool(ratios[1] <= 0.85))
+        acceptance["pita_at_least_as_good_at_every_count"] = bool(all(r <= 1.0 for r in done))
+        acceptance["gain_largest_at_smallest_count"] = bool(done and ratios[0] is not None
+                                                            and ratios[0] == min(done))
+        acceptance["pdf_vs_huber_point_nmad_ratio"] = {
+            f"{m}@{n}": key[(m, n)]["pdf_mode.sigma_nmad"] / key[(m, n)]["huber_point.sigma_nmad"]
+            for (m, n) in key}
+    return table, acceptance
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--part", choices=("curve", "ablations"))
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=1000)
+    ap.add_argument("--counts", type=int, nargs="*", default=list(LABEL_COUNTS))
+    ap.add_argument("--merge", action="store_true")
+    args = ap.parse_args()
+    os.makedirs(PARTIAL, exist_ok=True)
+    if args.part:
+        t0 = time.time()
+        data = load_data()
+        load_s = time.time() - t0
+        runs = []
+        jobs = ([(m, n) for n in args.counts for m in ("supervised", "pita")] if args.part == "curve" else
+                [(m, 1000) for m in ("pita_no_colour", "pita_no_contrastive", "pretrain_finetune")])
+        for seed in range(args.seeds):
+            for method, n_lab in jobs:
+                runs.append(run_one(data, method, n_lab, seed, args.steps))
+                part = {"part": args.part, "runs": runs, "data_seconds": round(load_s, 1),
+                        "wall_seconds": round(time.time() - t0, 1), "loadavg_end": os.getloadavg(),
+                        "steps": args.steps, "seeds": args.seeds}
+                with open(os.path.join(PARTIAL, f"{args.part}.json"), "w") as fh:
+                    json.dump(part, fh)
+        print("wall seconds", round(time.time() - t0, 1), "load", os.getloadavg())
+    if args.merge:
+        from pzkit.harness import write_json
+
+        parts = [json.load(open(p)) for p in sorted(glob.glob(os.path.join(PARTIAL, "*.json")))]
+        runs = [r for p in parts for r in p["runs"]]
+        table, acceptance = summarise(runs)
+        write_json(OUT, {
+            "benchmark": "pita_candels_like", "date": time.strftime("%Y-%m-%d"),
+            "machine": f"2-core CPU container, shared with parallel jobs ({platform.processor() or platform.machine()})",
+            "torch_threads": 1, "gpu": None, "full_scale_run": "not done (no GPU lent to this session)",
+            "sims": {"preset": "candels_like", **SIM, "binning": "2x2 -> 16 px stamps"},
+            "settings": SETTINGS, "methods": METHODS,
+            "parts": [{k: v for k, v in p.items() if k != "runs"} for p in parts],
+            "summary": table, "acceptance": acceptance, "runs": runs})
+        print(json.dumps(acceptance, indent=1))
+        for row in table:
+            print(f"{row['method']:22s} {row['n_labelled']:5d}  NMAD mode {row['pdf_mode.sigma_nmad']:.4f}"
+                  f" median {row['pdf_median.sigma_nmad']:.4f} huber {row['huber_point.sigma_nmad']:.4f}"
+                  f"  outl {row['pdf_mode.outlier_rate']:.3f}  fit {row['fit_seconds']:.0f}s")
+
+
+if __name__ == "__main__":
+    main()
