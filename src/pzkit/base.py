@@ -11,6 +11,43 @@ from .grid import check_grid
 POINT_ESTIMATES = {"mode": "zmode", "median": "zmedian", "mean": "zmean"}
 
 
+#: Largest feature magnitude accepted: beyond float32's range, tree ensembles and torch networks (which work
+#: in float32) would see ±inf.
+FEATURE_LIMIT = float(np.finfo(np.float32).max)
+
+
+def _check_float32_range(X, owner):
+    if X.dtype.kind != "f" or X.size == 0:
+        return
+    with np.errstate(invalid="ignore"):
+        big = np.abs(X) > FEATURE_LIMIT
+    if big.any():
+        i, j = (int(v[0]) for v in np.nonzero(big))
+        raise InputError(
+            f"{owner}: X has {int(big.sum())} value(s) beyond ±{FEATURE_LIMIT:.3g} (float32's range), first at "
+            f"row {i}, column {j} ({X[i, j]:.3g}); such values are not photometry"
+        )
+
+
+def _check_ids(ids, n_rows):
+    """Ids must be one per row, present and unique: they are how an output PDF is matched to its object."""
+    import pandas as pd
+
+    ids = np.asarray(ids)
+    if ids.shape != (n_rows,):
+        raise InputError(f"ids must have one entry per row of X ({n_rows}), got shape {ids.shape}")
+    missing = pd.isna(ids)
+    if np.any(missing):
+        raise InputError(f"ids has {int(np.sum(missing))} missing entries (None/NaN), first at row "
+                         f"{int(np.flatnonzero(missing)[0])}")
+    index = pd.Index(ids)
+    if not index.is_unique:
+        dup = index[index.duplicated()].unique()
+        raise InputError(f"ids has {int(index.duplicated().sum())} duplicated entries, e.g. {list(dup[:5])}: "
+                         "every object needs its own id")
+    return ids
+
+
 class PhotoZEstimator(RegressorMixin, BaseEstimator):
     """Base class of all pzkit photo-z estimators.
 
@@ -82,9 +119,7 @@ class PhotoZEstimator(RegressorMixin, BaseEstimator):
         ancil.update(_pdf.summarize(ens, self.zgrid_))
         ids = frame_ids if ids is None else np.asarray(ids)
         if ids is not None:
-            if ids.shape != (X.shape[0],):
-                raise InputError(f"ids must have one entry per row of X ({X.shape[0]}), got shape {ids.shape}")
-            ancil["id"] = ids
+            ancil["id"] = _check_ids(ids, X.shape[0])
         ens.set_ancil(ancil)
         return ens
 
@@ -159,6 +194,7 @@ class PhotoZEstimator(RegressorMixin, BaseEstimator):
             raise InputTypeError(f"{type(self).__name__}: X cannot be read as numbers: {exc}") from exc
         except ValueError as exc:
             raise InputError(f"{type(self).__name__}: invalid X: {exc}") from exc
+        _check_float32_range(X, type(self).__name__)
         return X, ids
 
     def _validate_y(self, y, n_samples, zgrid):
@@ -205,6 +241,18 @@ class PhotoZEstimator(RegressorMixin, BaseEstimator):
             raise RuntimeError(
                 f"{type(self).__name__}._estimate_pdf returned {ens.npdf} PDFs for {X.shape[0]} rows"
             )
+        # a NaN PDF (overflow inside a network, a degenerate kernel) must never reach the user as an answer
+        for key, value in ens.objdata.items():
+            value = np.asarray(value)
+            if value.dtype.kind in "fc" and not np.all(np.isfinite(value)):
+                rows = np.flatnonzero(~np.isfinite(value.reshape(value.shape[0], -1)).all(axis=1))
+                first = int(rows[0]) if value.shape[0] == X.shape[0] else 0
+                raise InputError(
+                    f"{type(self).__name__} produced non-finite PDFs ({key!r}) for {rows.size} row(s), first at row "
+                    f"{first}: such rows usually lie far outside the training data (features of row {first}: "
+                    f"{np.array2string(np.asarray(X[first]), precision=3, threshold=10)}); if they are ordinary, "
+                    "this is a bug in the estimator"
+                )
         return ens
 
     def __sklearn_tags__(self):
