@@ -123,12 +123,18 @@ def _read(path):
             payload = zf.read(_PAYLOAD)
     except ModelFileError:
         raise
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, KeyError, OSError) as exc:
+    except Exception as exc:  # zipfile/zlib raise many types on damaged data (BadZipFile, zlib.error, EOFError, ...)
         raise ModelFileError(
             f"{path} is not a readable pzkit model file (truncated, corrupted or another format): {exc}"
         ) from exc
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise ModelFileError(f"{path} is not a pzkit model file (format {manifest.get('format')!r})")
+        fmt = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
+        raise ModelFileError(f"{path} is not a pzkit model file (format {fmt!r})")
+    plugins = manifest.get("plugins", [])
+    if not isinstance(manifest.get("pzkit_version"), str) or not (
+        isinstance(plugins, list) and all(isinstance(r, dict) and isinstance(r.get("name"), str) for r in plugins)
+    ):
+        raise ModelFileError(f"{path} has a damaged manifest (pzkit_version or plugins are malformed)")
     version = manifest.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise ModelFileError(
