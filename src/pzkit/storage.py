@@ -186,10 +186,26 @@ class Storage:
             return {k: np.atleast_2d(v) for k, v in ens.objdata.items()}, ancil
         x, cdf = _grid_of(ens)
         if self.kind == "quantiles":
-            return {"locs": grid_quantiles(x, cdf, self.quants).astype(self.dtype)}, ancil
+            return {"locs": self._quantile_locs(x, cdf)}, ancil
         means, stds, weights = fit_mixture(x, cdf, self.n_components)
         return {"means": means.astype(self.dtype), "stds": stds.astype(self.dtype),
                 "weights": weights.astype(self.dtype)}, ancil
+
+    def _quantile_locs(self, x, cdf):
+        """Quantile locations for qp.quant.
+
+        qp evaluates a quant CDF by *quadratic* interpolation of (locs, quants), which overshoots far outside
+        [0, 1] when one interval is much wider than its neighbours, as the true support ends of a PDF with long
+        faint tails are. So q = 0 and 1 are placed one quantile step beyond the first and last inner quantiles
+        (inside the grid); beyond them qp's CDF is 0 and 1. Locations are made strictly increasing (steps of at
+        least 10⁻⁵ of the grid span) because qp's interpolation refuses repeated abscissae."""
+        locs = grid_quantiles(x, cdf, self.quants)
+        locs[:, 0] = np.maximum(x[0], 2 * locs[:, 1] - locs[:, 2])
+        locs[:, -1] = np.minimum(x[-1], 2 * locs[:, -2] - locs[:, -3])
+        eps = 1e-5 * (x[-1] - x[0])
+        ramp = eps * np.arange(locs.shape[1])
+        locs = np.maximum.accumulate(locs - ramp, axis=1) + ramp
+        return locs.astype(self.dtype)
 
     def meta(self, ens):
         """qp's ``meta`` table for this representation (dict of arrays), as ``Ensemble.build_tables`` writes it."""
