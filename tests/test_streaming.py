@@ -225,3 +225,18 @@ def test_kill9_mid_run_then_rerun(setup, tmp_path):
     assert 0 < counts["n_resumed"] < counts["n_chunks"]
     assert counts["lost"] == 0 and counts["duplicated"] == 0 and counts["n_out"] == N_ROWS
     assert counts["identical"]
+
+
+def test_rows_without_ids_get_their_row_number(setup, tmp_path):
+    import copy
+
+    d, model, val = setup
+    anonymous = copy.deepcopy(model)
+    anonymous.steps[0][1].set_params(id_column=None)
+    res = estimate_catalog(anonymous, d / "cat.fits", tmp_path / "a.hdf5", storage="point", chunk_size=1234,
+                           progress=False)
+    table = pzkit.storage.read(res.output)
+    np.testing.assert_array_equal(table["row"].to_numpy(), np.arange(N_ROWS))
+    res = estimate_catalog(anonymous, d / "cat.fits", tmp_path / "b.hdf5", storage="point", chunk_size=1234,
+                           id_column="id", progress=False)
+    np.testing.assert_array_equal(pzkit.storage.read(res.output)["id"].to_numpy(), val["id"].to_numpy())
