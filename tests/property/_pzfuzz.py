@@ -104,7 +104,8 @@ def tiny_instance(cls, random_state=0):
     est = factory() if factory is not None else cls()
     params = est.get_params(deep=False)
     small = {"max_epochs": 2, "n_estimators": 5, "n_members": 1, "epochs": 2, "pretrain_epochs": 1,
-             "finetune_epochs": 1, "n_epochs": 2}
+             "finetune_epochs": 1, "n_epochs": 2, "n_iter": 20, "n_iter_finetune": 5, "lr_drop_at": 10,
+             "max_steps": 10, "pretrain_steps": 5}
     est.set_params(**{k: min(v, params[k]) if isinstance(params[k], int) else v
                       for k, v in small.items() if k in params})
     if "random_state" in params:

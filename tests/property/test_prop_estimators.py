@@ -59,7 +59,7 @@ def _check_result(est, X, ens, where):
 
 
 @pytest.mark.parametrize("name", TABULAR)
-@examples(40)
+@examples(30)
 @given(data=st.data())
 def test_estimate_pdf_on_special_values(name, data):
     est, _, Xt, pp = fitted(name)
