@@ -38,7 +38,8 @@ def test_written_files_are_read_by_qp(ens, tmp_path, kind, ext):
     err = np.abs(back.cdf(X) - ens.cdf(X)).max()
     assert err < {"grid": 1e-12, "quantiles": 2.0 / store.n_quantiles, "mixmod": 0.05}[kind]
     cdf = back.cdf(np.linspace(-0.5, 3.5, 801))
-XX
+    # qp's quadratic quant CDF must not overshoot; 1e-6 is float32 rounding (pzkit's PIT tolerance)
+    assert cdf.min() >= -1e-6 and cdf.max() <= 1 + 1e-6
 
 
 def test_point_is_a_plain_table(ens, tmp_path):
