@@ -203,7 +203,7 @@ def build_parser():
     p.add_argument("--n-quantiles", type=int, default=32, help="quantiles per object with --storage quantiles")
     p.add_argument("--n-components", type=int, default=3, help="Gaussians per object with --storage mixmod")
     p.add_argument("--id-column", default=None, help="catalog column written as 'id' when the model has none")
-    p.add_argument("--chunk-size", type=int, default=100_000,
+    p.add_argument("--chunk-size", type=int, default=25_000,
                    help="rows per chunk (bounds memory; a resumed run must use the same value)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing output and discard a partial run (otherwise a partial run resumes)")

@@ -252,7 +252,7 @@ def _check_output(paths, parts, overwrite):
         shutil.rmtree(parts)
 
 
-def estimate_catalog(model, catalog, output, storage="quantiles", chunk_size=100_000, overwrite=False,
+def estimate_catalog(model, catalog, output, storage="grid", chunk_size=25_000, overwrite=False,
                      groupname=None, id_column=None, columns=None, progress=True, storage_options=None,
                      fail_after=None):
     """Estimate PDFs for every row of a Parquet/HDF5/FITS ``catalog`` and write them to ``output``.
@@ -266,7 +266,8 @@ def estimate_catalog(model, catalog, output, storage="quantiles", chunk_size=100
         ``.parquet``/``.pq``, ``.hdf5``/``.h5`` (``groupname`` picks the group) or ``.fits``.
     output : str
         ``.hdf5`` (one file, qp layout) or ``.pq``/``.parquet`` (qp's Parquet layout); see :mod:`pzkit.storage`.
-    storage : {"quantiles", "grid", "mixmod", "point"} or :class:`pzkit.storage.Storage`
+    storage : {"grid", "quantiles", "mixmod", "point"} or :class:`pzkit.storage.Storage`
+        PDF representation (default: the full grid, as ``estimate_pdf`` returns it).
     chunk_size : int
         Rows per chunk; memory is bounded by it. A resumed run must use the same value.
     overwrite : bool
