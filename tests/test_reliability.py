@@ -309,7 +309,8 @@ def _fit_in_fresh_process(names, out, env_extra):
 
 def _compare_runs(names, tmp_path):
     """Fit in three fresh interpreters: two with different hash seeds and the default threads (must be
-    bit-identical), one pinned to one thread (BLAS/torch reductions may round differently: within 1e-10)."""
+    bit-identical), one pinned to one thread: BLAS and torch split their reductions by thread, so that one may
+    round differently, within float32 rounding (measured up to 7e-8 relative for the image CNNs)."""
     a = _fit_in_fresh_process(names, tmp_path / "a", {"PYTHONHASHSEED": "1"})
     b = _fit_in_fresh_process(names, tmp_path / "b", {"PYTHONHASHSEED": "2"})
     c = _fit_in_fresh_process(names, tmp_path / "c", {"PYTHONHASHSEED": "3", "OMP_NUM_THREADS": "1",
@@ -323,16 +324,16 @@ def _compare_runs(names, tmp_path):
             scale = np.max(np.abs(a[n][key]), initial=1.0)
             threads[f"{n}:{key}"] = diff / scale
     assert not differ, f"same seed, same threads, different PDFs across processes: {differ}"
-    worse = {k: v for k, v in threads.items() if not v <= 1e-10}
-    assert not worse, f"one thread vs several differs beyond 1e-10 (relative): {worse}"
+    print("max relative difference, 1 thread vs default:", {k: f"{v:.2g}" for k, v in threads.items()})
+    worse = {k: v for k, v in threads.items() if not v <= 1e-6}
+    assert not worse, f"one thread vs several differs beyond float32 rounding (1e-6 relative): {worse}"
     return threads
 
 
 @pytest.mark.slow
 def test_same_seed_is_bit_identical_across_processes(tmp_path):
     """Every registered plugin (torch and image plugins included, tiny fits)."""
-    threads = _compare_runs(pzkit.list_estimators(), tmp_path)
-    print("max relative difference, 1 thread vs default:", {k: f"{v:.2g}" for k, v in threads.items()})
+    _compare_runs(pzkit.list_estimators(), tmp_path)
 
 
 def test_same_seed_is_bit_identical_across_processes_fast(tmp_path):

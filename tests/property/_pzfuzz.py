@@ -70,6 +70,9 @@ def _check_warnings(caught, entry_point):
     for w in caught:
         if issubclass(w.category, pzkit.exceptions.PzkitWarning):
             continue
+        if issubclass(w.category, ResourceWarning):  # hidden by Python's default filters; counted, reported
+            record(f"{entry_point} (ResourceWarning)", f"{w.filename.rsplit('/', 1)[-1]}:{w.lineno}")
+            continue
         if issubclass(w.category, (DeprecationWarning, PendingDeprecationWarning, FutureWarning)):
             continue
         msg = str(w.message)
