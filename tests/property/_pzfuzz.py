@@ -13,6 +13,7 @@ import warnings
 
 import numpy as np
 from hypothesis import HealthCheck, settings
+from hypothesis.database import DirectoryBasedExampleDatabase
 
 import pzkit
 from pzkit.exceptions import PzkitError
@@ -22,8 +23,11 @@ _HEALTH = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.functio
            HealthCheck.filter_too_much]
 settings.register_profile("ci", deadline=None, derandomize=True, suppress_health_check=_HEALTH, print_blob=True,
                           database=None)
+# failing examples are kept (and replayed first next time) under the git-ignored .pytest_cache
 settings.register_profile("thorough", deadline=None, derandomize=False, suppress_health_check=_HEALTH,
-                          print_blob=True)
+                          print_blob=True,
+                          database=DirectoryBasedExampleDatabase(os.path.join(
+                              os.path.dirname(__file__), "..", "..", ".pytest_cache", "hypothesis")))
 PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci")
 settings.load_profile(PROFILE)
 
