@@ -16,8 +16,8 @@ file (``ConstructorFromReduceNode``), and numpy ships ``numpy.testing``'s ``runs
 payload's schema is also walked node by node before anything is imported from it: a node may only name a
 class (of the container type its loader builds), functions only as numpy/scipy ufuncs, and the loaders that
 call or bind a named object (constructor-from-reduce, method, partial, operator) are refused outright;
-modules named ``__main__`` or ``*test*`` are refused without being imported. Real pzkit models use none of
-these (tests/test_reliability.py checks every plugin's model against the policy).
+modules named ``__main__``, ``test(s)`` or ``testing`` are refused without being imported. Real pzkit models
+use none of these (the conformance suite saves and loads every plugin's model).
 """
 
 import hashlib
@@ -185,6 +185,10 @@ _CONTAINER_LOADERS = {"DictNode": dict, "DefaultDictNode": dict, "ListNode": lis
                       "TupleNode": tuple}
 
 
+#: module path components never imported from a model file: scripts and test helpers (numpy.testing's exec)
+_REFUSED_MODULE_PARTS = {"__main__", "test", "tests", "testing", "_testing", "conftest"}
+
+
 def _schema_nodes(node):
     if isinstance(node, dict):
         if "__loader__" in node:
@@ -219,7 +223,7 @@ def _node_problem(node, roots, ufuncs):
     parts = module.split(".")
     if parts[0] not in roots:
         return None  # reported, with the other untrusted types, from skops's own list
-    if any(p == "__main__" or "test" in p for p in parts):
+    if any(p in _REFUSED_MODULE_PARTS or p.startswith(("test_", "_test")) for p in parts):
         return f"{qual} (test or __main__ module)"
     try:
         obj = getattr(importlib.import_module(module), name)
