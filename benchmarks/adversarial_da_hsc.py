@@ -135,8 +135,12 @@ def run_seed(seed, args, net, results, out_path):
                 "n_target": int(len(zt)), "n_target_labels": int(len(lab)),
                 "target_label_z_range": [float(zt[lab].min()), float(zt[lab].max())] if len(lab) else None,
                 "models": {}}
+    done = results["seeds"].get(str(seed), {}).get("models", {}) if args.resume else {}
+    seed_res["models"].update(done)
     results["seeds"][str(seed)] = seed_res
     for name in args.models:
+        if name in done:
+            continue
         params = dict(net, random_state=seed)
         X, y, ms = Xs_all[tr], zs_all[tr], ms_all[tr]
         if name.endswith("few_labels"):
@@ -218,6 +222,7 @@ def main():
     ap.add_argument("--crop", type=int, default=16)
     ap.add_argument("--n-target-labels", type=int, default=300)
     ap.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    ap.add_argument("--resume", action="store_true", help="keep the (seed, model) results already in --out")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "adversarial_da_hsc.json"))
     args = ap.parse_args()
     import torch
@@ -237,6 +242,14 @@ def main():
                    "mag_bins": [[None if not np.isfinite(lo) else lo, hi] for lo, hi in MAG_BINS]},
         "seeds": {},
     }
+    if args.resume and os.path.exists(args.out):
+        import json
+
+        with open(args.out) as fh:
+            old = json.load(fh)
+        results["seeds"] = old.get("seeds", {})
+        results["config"]["models"] = sorted(set(old["config"]["models"]) | set(args.models), key=MODELS.index)
+        results["machine"]["earlier_runs"] = [old["machine"]] + old["machine"].get("earlier_runs", [])
     t0 = time.time()
     for seed in args.seeds:
         run_seed(seed, args, net, results, args.out)

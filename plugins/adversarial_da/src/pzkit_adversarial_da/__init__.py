@@ -542,7 +542,7 @@ class AdversarialDA(ImagePhotoZEstimator):
         from pzkit.testing import ConformanceData, make_toy_images
 
         X, z, mag = make_toy_images(360, n_bands=3, size=12, random_state=random_state)
-        # the target field: another draw, 1.3× blurrier-looking (noisier) with a zero-point offset in band 2
+        # the target field: another draw with 2.5× the pixel noise and a 0.2 mag zero-point offset in the last band
         Xt, _, mag_t = make_toy_images(200, n_bands=3, size=12, random_state=random_state + 1, noise=0.05)
         Xt = Xt * np.array([1.0, 1.0, 10 ** (-0.4 * 0.2)], dtype=np.float32)[None, :, None, None]
         return ConformanceData(X[:240], z[:240], X[240:], z[240:],
