@@ -23,6 +23,7 @@ Guarantees:
   a resume); an existing output is never replaced without ``overwrite=True``.
 """
 
+import gc
 import hashlib
 import json
 import os
@@ -322,6 +323,11 @@ def estimate_catalog(model, catalog, output, storage="grid", chunk_size=25_000, 
                 if fail_after is not None and computed >= fail_after:
                     raise StreamingError(f"simulated failure before chunk {i} (fail_after={fail_after})")
                 _run_chunk(model, store, cols, i, start, expected, ids_from, feature_id, parts)
+                del cols
+                # qp ensembles hold reference cycles, so a chunk's PDF arrays would otherwise wait for the
+                # cyclic collector and memory would creep up chunk after chunk (measured: +230 MB per chunk of
+                # 25,000 kNN PDFs until a collection); collecting here keeps the peak flat
+                gc.collect()
                 done.add(i)
                 computed += 1
                 bar.update(expected)
