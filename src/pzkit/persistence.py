@@ -185,8 +185,27 @@ _CONTAINER_LOADERS = {"DictNode": dict, "DefaultDictNode": dict, "ListNode": lis
                       "TupleNode": tuple}
 
 
+_SAFE_BUILTINS = {"str", "int", "float", "bool", "complex", "bytes", "bytearray", "list", "tuple", "dict", "set",
+                  "frozenset", "slice", "NoneType", "object", "type"}
 #: module path components never imported from a model file: scripts and test helpers (numpy.testing's exec)
 _REFUSED_MODULE_PARTS = {"__main__", "test", "tests", "testing", "_testing", "conftest"}
+
+
+def _plain_data_type(cls):
+    """numpy/scipy classes a model may hold: arrays, scalars, dtypes, sparse matrices, random generators.
+
+    ``numpy.memmap`` (an ndarray subclass that opens files) and the like are not among them.
+    """
+    import numpy as np
+
+    if cls in (np.ndarray, np.ma.MaskedArray, np.dtype) or issubclass(cls, (np.generic, np.dtype)):
+        return True
+    if issubclass(cls, (np.random.Generator, np.random.RandomState, np.random.BitGenerator,
+                        np.random.SeedSequence)):
+        return True
+    import scipy.sparse
+
+    return issubclass(cls, (scipy.sparse.spmatrix, getattr(scipy.sparse, "sparray", scipy.sparse.spmatrix)))
 
 
 def _schema_nodes(node):
@@ -218,11 +237,13 @@ def _node_problem(node, roots, ufuncs):
     qual = f"{module}.{name}"
     if loader in _CALLING_LOADERS:
         return f"{qual} ({loader}: would call or bind an object named by the file)"
+    # every node is checked, even one skops would skip (a repeated __id__ is served from its memo): what the
+    # file names must be loadable, not merely unused
     if module == "builtins":
-        return None  # skops itself trusts only plain builtins (str, int, dict, ...) and reports the rest
+        return None if name in _SAFE_BUILTINS else f"{qual} (a builtin that is not a plain data type)"
     parts = module.split(".")
     if parts[0] not in roots:
-        return None  # reported, with the other untrusted types, from skops's own list
+        return f"{qual} (outside pzkit, its plugins, scikit-learn, numpy and scipy)"
     if any(p in _REFUSED_MODULE_PARTS or p.startswith(("test_", "_test")) for p in parts):
         return f"{qual} (test or __main__ module)"
     try:
@@ -233,6 +254,8 @@ def _node_problem(node, roots, ufuncs):
         return None if qual in ufuncs else f"{qual} (a function, not a numpy/scipy ufunc)"
     if not isinstance(obj, type):
         return f"{qual} (not a class, used by {loader})"
+    if parts[0] in ("numpy", "scipy") and not _plain_data_type(obj):
+        return f"{qual} (a numpy/scipy class that is not an array, scalar, dtype, sparse matrix or random generator)"
     base = _CONTAINER_LOADERS.get(loader)
     if loader == "NdArrayNode":  # skops calls the named type on the array: only array and scalar types
         import numpy as np
@@ -244,12 +267,19 @@ def _node_problem(node, roots, ufuncs):
     return None
 
 
-def _check_schema(path, payload, roots):
+def _check_schema(path, payload, roots, manifest_object):
     try:
         with zipfile.ZipFile(io.BytesIO(payload)) as zf:
             schema = json.loads(zf.read("schema.json"))
     except Exception as exc:
         raise ModelFileError(f"{path}: unreadable payload: {type(exc).__name__}: {exc}") from exc
+    # the file must build the object its manifest announces, not a type, function or array in its place
+    if not isinstance(schema, dict):
+        schema = {}
+    top = f"{schema.get('__module__')}.{schema.get('__class__')}"
+    if schema.get("__loader__") != "ObjectNode" or top != manifest_object:
+        raise ModelFileError(f"{path}: the payload builds {top!r} (with {schema.get('__loader__')!r}) but the "
+                             f"manifest announces {manifest_object!r}; refusing to load it")
     ufuncs = _ufunc_names()
     problems = []
     for node in _schema_nodes(schema):
@@ -277,8 +307,12 @@ def load(path):
             f"{path} refers to types outside pzkit, its plugins, scikit-learn, numpy and scipy: {refused}; "
             "refusing to load it"
         )
-    _check_schema(path, payload, roots)
+    _check_schema(path, payload, roots, manifest.get("object"))
     try:
-        return skops.io.loads(payload, trusted=types)
+        obj = skops.io.loads(payload, trusted=types)
     except Exception as exc:
         raise ModelFileError(f"{path}: payload could not be loaded: {type(exc).__name__}: {exc}") from exc
+    built = f"{type(obj).__module__}.{type(obj).__qualname__}"
+    if built != manifest.get("object"):
+        raise ModelFileError(f"{path}: the payload built a {built}, but the manifest announces {manifest.get('object')!r}")
+    return obj
