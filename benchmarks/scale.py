@@ -230,6 +230,8 @@ def part_dask(models, n, estimator):
                 Client(cl):
             t1 = time.perf_counter()
             ddf = dd.read_parquet(catalog, columns=pzd.required_columns(model), split_row_groups=True)
+            # partitions of 25,000 rows, as the streaming chunks: enough of them to keep two workers busy
+            ddf = ddf.repartition(npartitions=max(1, n // 25_000))
             out = pzd.estimate_partitions(model, ddf, storage="quantiles")
             out.to_parquet(out_dir)
             t2 = time.perf_counter()
