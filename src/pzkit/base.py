@@ -180,14 +180,16 @@ class PhotoZEstimator(RegressorMixin, BaseEstimator):
         if index is not None and getattr(index, "name", None) is not None:
             ids = np.asarray(index)
         try:
-            X = validate_data(
-                self,
-                X,
-                reset=reset,
-                dtype=np.float64,
-                ensure_all_finite="allow-nan" if self._allows_nan_features else True,
-                ensure_min_samples=1,
-            )
+            # sklearn's finiteness test sums X: +inf and -inf together make numpy warn before the error we raise
+            with np.errstate(invalid="ignore", over="ignore"):
+                X = validate_data(
+                    self,
+                    X,
+                    reset=reset,
+                    dtype=np.float64,
+                    ensure_all_finite="allow-nan" if self._allows_nan_features else True,
+                    ensure_min_samples=1,
+                )
         except InputError:
             raise
         except TypeError as exc:
