@@ -147,9 +147,6 @@ def test_batching_invariance(name, data):
         np.testing.assert_allclose(joined, value, rtol=1e-6, atol=1e-9, err_msg=f"{name}: chunks {cuts} ({key})")
 
 
-@pytest.mark.xfail(strict=True, reason="pzkit.nn.images.check_images casts float64 -> float32 without np.errstate, so "
-                   "numpy's 'overflow encountered in cast' RuntimeWarning leaks before the pzkit error (src/pzkit/nn "
-                   "is not this suite's to edit; fix: wrap the cast in np.errstate(over='ignore'))")
 @pytest.mark.parametrize("name", IMAGE)
 def test_pixels_beyond_float32_range_are_refused_cleanly(name):
     est, Xt, pp = fitted(name)

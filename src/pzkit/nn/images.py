@@ -47,14 +47,23 @@ def check_images(X, name="X", n_bands=None, image_shape=None, min_size=1):
     if min(arr.shape[2:]) < min_size:
         raise InputError(f"{name} images are {arr.shape[2]}×{arr.shape[3]} pixels; at least "
                          f"{min_size}×{min_size} are needed")
-    arr = arr.astype(np.float32, copy=False)
+    def first_row(mask):
+        per_image = mask.reshape(arr.shape[0], -1).any(axis=1)
+        return int(per_image.sum()), int(np.flatnonzero(per_image)[0])
+
     bad = ~np.isfinite(arr)
     if bad.any():
-        per_image = bad.reshape(arr.shape[0], -1).any(axis=1)
-        first = int(np.flatnonzero(per_image)[0])
-        raise InputError(f"{name} has {int(bad.sum())} NaN/inf pixel(s) in {int(per_image.sum())} image(s) "
+        n_img, first = first_row(bad)
+        raise InputError(f"{name} has {int(bad.sum())} NaN/inf pixel(s) in {n_img} image(s) "
                          f"(first at row {first}); mask or inpaint them before estimating")
-    return arr
+    if arr.dtype.itemsize > 4 or arr.dtype.kind in "iu":
+        # the networks run in float32: a value beyond its range would silently become inf
+        huge = np.abs(arr) > np.finfo(np.float32).max
+        if huge.any():
+            n_img, first = first_row(huge)
+            raise InputError(f"{name} has {int(huge.sum())} pixel value(s) beyond the float32 range (±3.4e38) in "
+                             f"{n_img} image(s) (first at row {first}); rescale the images")
+    return arr.astype(np.float32, copy=False)
 
 
 def check_per_object(value, name, n_rows, n_cols=None, allow_nan=False, dtype=np.float64):
