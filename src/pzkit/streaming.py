@@ -436,7 +436,8 @@ def _load_chunk(parts, i, n_expected):
 
 def _merge(parts, n_chunks, n_rows, output, paths, store, open_writer):
     """Concatenate the chunk files, in order, into temporary output file(s), then rename them into place."""
-    chunk_size = json.load(open(os.path.join(parts, _MANIFEST)))["chunk_size"]
+    with open(os.path.join(parts, _MANIFEST)) as fh:
+        chunk_size = json.load(fh)["chunk_size"]
     meta, _, _ = _load_chunk(parts, 0, _chunk_rows(0, chunk_size, n_rows))
     tmps = [os.path.join(os.path.dirname(os.path.abspath(p)), f".{os.path.basename(p)}.tmp-{os.getpid()}")
             for p in paths]
