@@ -120,8 +120,36 @@ class ImagePhotoZEstimator(PhotoZEstimator):
             self.n_features_in_ = X.shape[1]
         return X, None
 
+    # ------------------------------------------------------------------ persistence without pickle
+    #: name of the attribute holding the fitted network (a module, or a list of modules for ensembles)
+    _torch_state_attr = None
+
+    def _new_module(self):
+        """An untrained network of the fitted architecture, into which saved weights are loaded."""
+        raise NotImplementedError(f"{type(self).__name__} must implement _new_module() to be saved")
+
+    def __getstate__(self):
+        # model files hold the weights as plain arrays: pzkit.load never unpickles torch objects
+        attr = self._torch_state_attr
+        state = {k: v for k, v in self.__dict__.items() if k != attr}
+        if attr is not None and attr in self.__dict__:
+            nets = self.__dict__[attr]
+            state["_torch_weights"] = ([module_state(m) for m in nets] if isinstance(nets, list)
+                                       else module_state(nets))
+        return state
+
+    def __setstate__(self, state):
+        state = dict(state)
+        weights = state.pop("_torch_weights", None)
+        self.__dict__.update(state)
+        if weights is not None:
+            nets = ([load_module_state(self._new_module(), w) for w in weights] if isinstance(weights, list)
+                    else load_module_state(self._new_module(), weights))
+            self.__dict__[self._torch_state_attr] = nets
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
+        tags.non_deterministic = False
         # scikit-learn's estimator checks feed 2-D tables; an image estimator cannot take them
         tags.input_tags.two_d_array = False
         tags.input_tags.three_d_array = False

@@ -21,9 +21,7 @@ from pzkit.nn.images import (
     check_images,
     check_per_object,
     fixed_batch_forward,
-    load_module_state,
     minibatches,
-    module_state,
     progress,
     random_dihedral,
 )
@@ -518,18 +516,10 @@ class AdversarialDA(ImagePhotoZEstimator):
         return ens
 
     # ------------------------------------------------------------------ persistence
-    def __getstate__(self):
-        state = {k: v for k, v in self.__dict__.items() if k != "nets_"}
-        if "nets_" in self.__dict__:
-            state["net_states_"] = [module_state(net) for net in self.nets_]
-        return state
+    _torch_state_attr = "nets_"
 
-    def __setstate__(self, state):
-        state = dict(state)
-        weights = state.pop("net_states_", None)
-        self.__dict__.update(state)
-        if weights is not None:
-            self.nets_ = [load_module_state(self._build_net(), w) for w in weights]
+    def _new_module(self):
+        return self._build_net()
 
     # ------------------------------------------------------------------ conformance
     @classmethod
@@ -547,8 +537,3 @@ class AdversarialDA(ImagePhotoZEstimator):
         Xt = Xt * np.array([1.0, 1.0, 10 ** (-0.4 * 0.2)], dtype=np.float32)[None, :, None, None]
         return ConformanceData(X[:240], z[:240], X[240:], z[240:],
                                fit_params={"X_target": Xt, "mag_source": mag[:240], "mag_target": mag_t})
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.non_deterministic = False
-        return tags

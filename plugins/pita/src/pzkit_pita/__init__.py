@@ -11,8 +11,6 @@ from pzkit.nn.images import (
     check_images,
     check_per_object,
     fixed_batch_forward,
-    load_module_state,
-    module_state,
     progress,
 )
 
@@ -331,23 +329,10 @@ class PITA(ImagePhotoZEstimator):
         return self._hist_ensemble(p)
 
     # ------------------------------------------------------------------ persistence
-    def __getstate__(self):
-        state = {k: v for k, v in self.__dict__.items() if k != "module_"}
-        if "module_" in self.__dict__:
-            state["module_state_"] = module_state(self.module_)
-        return state
+    _torch_state_attr = "module_"
 
-    def __setstate__(self, state):
-        state = dict(state)
-        weights = state.pop("module_state_", None)
-        self.__dict__.update(state)
-        if weights is not None:
-            self.module_ = load_module_state(self._build_net(), weights)
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.non_deterministic = False
-        return tags
+    def _new_module(self):
+        return self._build_net()
 
     # ------------------------------------------------------------------ conformance
     @classmethod
