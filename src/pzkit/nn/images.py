@@ -4,14 +4,18 @@ convolutional encoder, fixed-shape batched inference and training-loop helpers.
 Written once here for ``bias_cnn``, ``adversarial_da`` and ``pita``.
 """
 
+import hashlib
+import json
+import os
 import sys
+import warnings
 
 import numpy as np
 import torch
 from torch import nn
 
 from ..base import PhotoZEstimator
-from ..exceptions import InputError, InputTypeError, NotFittedError
+from ..exceptions import InputError, InputTypeError, NotFittedError, PzkitWarning
 
 #: Rows per forward pass at inference. Every pass sees exactly this many rows (the last one zero-padded), so
 #: the kernels and their floating-point reductions are the same whatever the caller's chunking: estimating in
@@ -263,3 +267,73 @@ def load_module_state(module, state):
     """Load :func:`module_state`'s arrays back into ``module``; returns it in eval mode on the CPU."""
     module.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in state.items()})
     return module.to("cpu").eval()
+
+
+# ---------------------------------------------------------------------------------------------- checkpoints
+def fit_fingerprint(estimator, *arrays, exclude=("verbose", "checkpoint_dir")):
+    """Hash of an estimator's parameters and its training arrays: a checkpoint resumes only the fit that wrote it."""
+    h = hashlib.sha256()
+    params = {k: v for k, v in estimator.get_params(deep=False).items() if k not in exclude}
+    h.update(repr(sorted(params.items())).encode())
+    for a in arrays:
+        if a is not None:
+            h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+class LoopCheckpoint:
+    """Checkpoint of a hand-written training loop, for resuming a fit bit-identically after an interruption.
+
+    ``save`` stores the modules' and optimizers' states, the loop's own counters/history (plain Python
+    values), and every random state the loop draws from (torch's global RNG, a ``torch.Generator``, a numpy
+    ``Generator``) with ``torch.save``; ``load`` reads it back with ``weights_only=True`` (no code can run) only
+    if the fingerprint matches, else warns and starts over. Files are written under a temporary name and
+    renamed, so a kill leaves the previous or the new checkpoint, never half of one.
+    """
+
+    def __init__(self, directory, name, fingerprint):
+        self.path = None if directory is None else os.path.join(directory, f"{name}.pt")
+        self.fingerprint = fingerprint
+
+    def save(self, modules, optimizers, generator, rng, **loop_state):
+        if self.path is None:
+            return
+        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+        state = {
+            "fingerprint": self.fingerprint,
+            "modules": {k: m.state_dict() for k, m in modules.items() if m is not None},
+            "optimizers": {k: o.state_dict() for k, o in optimizers.items() if o is not None},
+            "torch_rng": torch.get_rng_state(),
+            "generator": generator.get_state() if generator is not None else None,
+            # PCG64's state holds 128-bit integers, which weights_only loading does not take: keep it as JSON
+            "numpy_rng": json.dumps(rng.bit_generator.state) if rng is not None else None,
+            "loop": json.dumps(loop_state, default=float),
+        }
+        tmp = f"{self.path}.tmp"
+        torch.save(state, tmp)
+        os.replace(tmp, self.path)
+
+    def load(self, modules, optimizers, generator, rng):
+        """Restore a matching checkpoint into the given objects; return the saved loop state, or None."""
+        if self.path is None or not os.path.exists(self.path):
+            return None
+        try:
+            state = torch.load(self.path, weights_only=True)
+        except Exception as exc:
+            raise InputError(f"checkpoint {self.path!r} cannot be read ({exc}); delete it to start over") from exc
+        if state.get("fingerprint") != self.fingerprint:
+            warnings.warn(f"checkpoint {self.path!r} was written by a fit with other parameters or data; it is "
+                          "ignored and overwritten", PzkitWarning, stacklevel=3)
+            return None
+        for k, m in modules.items():
+            if m is not None:
+                m.load_state_dict(state["modules"][k])
+        for k, o in optimizers.items():
+            if o is not None:
+                o.load_state_dict(state["optimizers"][k])
+        torch.set_rng_state(state["torch_rng"])
+        if generator is not None:
+            generator.set_state(state["generator"])
+        if rng is not None:
+            rng.bit_generator.state = json.loads(state["numpy_rng"])
+        return json.loads(state["loop"])

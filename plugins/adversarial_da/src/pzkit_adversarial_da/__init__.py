@@ -18,8 +18,10 @@ from pzkit.exceptions import InputError, PzkitWarning
 from pzkit.nn.core import MLP, grid_bins, seed_everything, select_device, z_to_bin
 from pzkit.nn.images import (
     ImagePhotoZEstimator,
+    LoopCheckpoint,
     check_images,
     check_per_object,
+    fit_fingerprint,
     fixed_batch_forward,
     minibatches,
     progress,
@@ -295,6 +297,10 @@ class AdversarialDA(ImagePhotoZEstimator):
       data preparation, not to the estimator; they are not done here.
     * No validation-based early stopping: the paper trains a fixed 50 epochs (``max_epochs``).
     * ``zmax``/``nzbins`` default to the paper's 0 < z < 6 in 360 bins.
+
+    **Checkpoints** (``checkpoint_dir``): each member's networks, optimiser, loop counters and random states
+    are saved after every epoch; an interrupted ``fit`` started again with the same parameters and data
+    resumes there and ends with the same weights as an uninterrupted fit.
     """
 
     def __init__(self, zmin=0.0, zmax=6.0, nzbins=361, point_estimate="median", random_state=None,
@@ -302,7 +308,7 @@ class AdversarialDA(ImagePhotoZEstimator):
                  adversarial=True, adversarial_loss="inverted", adversarial_weight=1.0, discriminator="domain",
                  disc_widths=(156, 156, 128, 128), disc_fc_widths=(256,), magnitude_matching=True,
                  n_neighbors=30, max_epochs=50, batch_size=64, lr=1e-3, weight_decay=0.0, augment=True,
-                 n_members=1, device="auto", verbose=0):
+                 n_members=1, device="auto", checkpoint_dir=None, verbose=0):
         super().__init__(zmin=zmin, zmax=zmax, nzbins=nzbins, point_estimate=point_estimate,
                          random_state=random_state)
         self.branch_width = branch_width
@@ -324,6 +330,7 @@ class AdversarialDA(ImagePhotoZEstimator):
         self.augment = augment
         self.n_members = n_members
         self.device = device
+        self.checkpoint_dir = checkpoint_dir
         self.verbose = verbose
 
     # ------------------------------------------------------------------ public API
@@ -412,9 +419,12 @@ class AdversarialDA(ImagePhotoZEstimator):
         self.nets_, history = [], []
         bar = progress(self.n_members * self.max_epochs, "adversarial_da" if use_adv else "band-pair CNN",
                        self.verbose)
+        fingerprint = fit_fingerprint(self, X, bins, Xt, seeds) if self.checkpoint_dir else None
         try:
-            for seed in seeds:
-                net, hist = self._fit_member(int(seed), X, bins, Xt, nn_st, nn_ss, nn_tt, use_adv, device, bar)
+            for m, seed in enumerate(seeds):
+                ckpt = LoopCheckpoint(self.checkpoint_dir, f"member{m}", fingerprint)
+                net, hist = self._fit_member(int(seed), X, bins, Xt, nn_st, nn_ss, nn_tt, use_adv, device, bar,
+                                             ckpt)
                 self.nets_.append(net.to("cpu").eval())
                 history.append(hist)
         finally:
@@ -431,7 +441,7 @@ class AdversarialDA(ImagePhotoZEstimator):
         scale = torch.as_tensor(self.scale_, device=xb.device)[None, :, None, None]
         return torch.asinh(xb / scale)
 
-    def _fit_member(self, seed, X, bins, Xt, nn_st, nn_ss, nn_tt, use_adv, device, bar):
+    def _fit_member(self, seed, X, bins, Xt, nn_st, nn_ss, nn_tt, use_adv, device, bar, ckpt):
         gen = seed_everything(seed)
         rng = np.random.default_rng(seed)
         net = self._build_net().to(device)
@@ -450,13 +460,17 @@ class AdversarialDA(ImagePhotoZEstimator):
         n_steps = self.max_epochs * max(n // bsz, 1)
         hist = {k: [] for k in ("loss_z", "loss_d", "loss_c", "disc_acc")}
         bins_t = torch.from_numpy(bins)
-        step = 0
+        step, start = 0, 0
+        resumed = ckpt.load({"net": net, "disc": disc}, {"optimizer": optimizer}, gen, rng)
+        if resumed is not None:
+            step, start, hist = resumed["step"], resumed["epoch"], resumed["hist"]
+            bar.update(start)
 
         def prep(arr, idx):
             xb = self._normalise(torch.from_numpy(arr[idx]).to(device))
             return random_dihedral(xb.cpu(), gen).to(device) if self.augment else xb
 
-        for _ in range(self.max_epochs):
+        for epoch in range(start, self.max_epochs):
             net.train()
             sums = {}
             count = 0
@@ -498,6 +512,8 @@ class AdversarialDA(ImagePhotoZEstimator):
                               AdversarialDAWarning, stacklevel=4)
             bar.update(1)
             bar.set_postfix({k: f"{v[-1]:.3f}" for k, v in hist.items() if np.isfinite(v[-1])})
+            ckpt.save({"net": net, "disc": disc}, {"optimizer": optimizer}, gen, rng, step=step, epoch=epoch + 1,
+                      hist=hist)
         return net, hist
 
     # ------------------------------------------------------------------ estimate
