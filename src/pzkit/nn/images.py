@@ -295,7 +295,9 @@ class LoopCheckpoint:
         self.path = None if directory is None else os.path.join(directory, f"{name}.pt")
         self.fingerprint = fingerprint
 
-    def save(self, modules, optimizers, generator, rng, **loop_state):
+    def save(self, modules, optimizers, generator, rng, tensors=None, **loop_state):
+        """``modules``/``optimizers``: dicts of objects with ``state_dict`` (schedulers count as optimizers);
+        ``tensors``: other state as tensors (e.g. a queue); ``loop_state``: JSON-able counters and history."""
         if self.path is None:
             return
         os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
@@ -308,13 +310,15 @@ class LoopCheckpoint:
             # PCG64's state holds 128-bit integers, which weights_only loading does not take: keep it as JSON
             "numpy_rng": json.dumps(rng.bit_generator.state) if rng is not None else None,
             "loop": json.dumps(loop_state, default=float),
+            "tensors": dict(tensors or {}),
         }
         tmp = f"{self.path}.tmp"
         torch.save(state, tmp)
         os.replace(tmp, self.path)
 
     def load(self, modules, optimizers, generator, rng):
-        """Restore a matching checkpoint into the given objects; return the saved loop state, or None."""
+        """Restore a matching checkpoint into the given objects; return the saved loop state (with the saved
+        ``tensors`` under the key ``"tensors"``), or None."""
         if self.path is None or not os.path.exists(self.path):
             return None
         try:
@@ -336,4 +340,6 @@ class LoopCheckpoint:
             generator.set_state(state["generator"])
         if rng is not None:
             rng.bit_generator.state = json.loads(state["numpy_rng"])
-        return json.loads(state["loop"])
+        loop = json.loads(state["loop"])
+        loop["tensors"] = state.get("tensors", {})
+        return loop

@@ -8,8 +8,10 @@ from pzkit.exceptions import InputError
 from pzkit.nn import grid_bins, seed_everything, select_device, soft_labels
 from pzkit.nn.images import (
     ImagePhotoZEstimator,
+    LoopCheckpoint,
     check_images,
     check_per_object,
+    fit_fingerprint,
     fixed_batch_forward,
     progress,
 )
@@ -97,6 +99,10 @@ class PITA(ImagePhotoZEstimator):
     * The queue uses only slots already filled, not MoCo's random initial keys (see ``KeyQueue``).
     * Adam (weight decay 1e-5, as pita-z) with a cosine learning-rate decay over the steps; no early stopping.
     * Dereddening by a per-object E(B−V) (pita-z's other ReddeningTransform mode) is not implemented.
+
+    ``checkpoint_dir`` saves the networks, optimiser, schedule, negative queue, samplers and random states every
+    ``max_steps // 20`` steps; an interrupted ``fit`` started again with the same parameters and data resumes
+    there and ends with the same weights as an uninterrupted fit.
     """
 
     _allows_unlabelled = True
@@ -107,7 +113,8 @@ class PITA(ImagePhotoZEstimator):
                  noise_std=0.5, reddening=None, extinction_coeffs=None, queue_size=50000, momentum=0.999,
                  temperature=0.1, contrastive_weight=0.0025, color_weight=1.0, redshift_weight=1.0,
                  bin_weight=1.0, huber_delta=0.15, label_sigma=0.02, labelled_fraction=0.5, max_steps=3000,
-                 pretrain_steps=3000, batch_size=128, lr=1e-3, weight_decay=1e-5, device="auto", verbose=False):
+                 pretrain_steps=3000, batch_size=128, lr=1e-3, weight_decay=1e-5, device="auto", checkpoint_dir=None,
+                 verbose=False):
         super().__init__(zmin=zmin, zmax=zmax, nzbins=nzbins, point_estimate=point_estimate,
                          random_state=random_state)
         self.mode = mode
@@ -138,6 +145,7 @@ class PITA(ImagePhotoZEstimator):
         self.lr = lr
         self.weight_decay = weight_decay
         self.device = device
+        self.checkpoint_dir = checkpoint_dir
         self.verbose = verbose
 
     # ------------------------------------------------------------------ API
@@ -220,11 +228,12 @@ class PITA(ImagePhotoZEstimator):
                     colors=torch.from_numpy(((colors - self.color_mean_) / self.color_std_).astype(np.float32))
                     .to(device))
         history = []
-        if self.mode == "pretrain_finetune":
-            history += self._train(net, data, labelled, "pretrain", self.pretrain_steps, gen, rng, device)
-            history += self._train(net, data, labelled, "supervised", self.max_steps, gen, rng, device)
-        else:
-            history += self._train(net, data, labelled, self.mode, self.max_steps, gen, rng, device)
+        fingerprint = fit_fingerprint(self, X, y, colors) if self.checkpoint_dir else None
+        stages = ([("pretrain", self.pretrain_steps), ("supervised", self.max_steps)]
+                  if self.mode == "pretrain_finetune" else [(self.mode, self.max_steps)])
+        for stage, steps in stages:
+            ckpt = LoopCheckpoint(self.checkpoint_dir, f"stage_{stage}", fingerprint)
+            history += self._train(net, data, labelled, stage, steps, gen, rng, device, ckpt)
         self.module_ = net.to("cpu").eval()
         keys = ("stage", "step", "total", "contrastive", "colour", "redshift", "bins")
         self.history_ = {k: np.array([h.get(k, np.nan) for h in history], dtype=object if k == "stage" else float)
@@ -258,7 +267,7 @@ class PITA(ImagePhotoZEstimator):
             return {"contrastive": 1.0}
         return {"redshift": self.redshift_weight, "bins": self.bin_weight}
 
-    def _train(self, net, data, labelled, stage, steps, gen, rng, device):
+    def _train(self, net, data, labelled, stage, steps, gen, rng, device, ckpt):
         weights = self._stage_weights(stage)
         lab_idx, unl_idx = np.flatnonzero(labelled), np.flatnonzero(~labelled)
         bsize = int(self.batch_size)
@@ -278,8 +287,19 @@ class PITA(ImagePhotoZEstimator):
         bar = progress(int(steps), f"PITA {stage}", self.verbose, unit="step")
         crop = int(self.crop_size)
         history, log_every = [], max(1, int(steps) // 50)
+        save_every, start = max(1, int(steps) // 20), 0
+        modules, optimizers = {"net": net, "key_enc": key_enc}, {"opt": opt, "sched": sched}
+        resumed = ckpt.load(modules, optimizers, gen, rng)
+        if resumed is not None:
+            start, history, saved = resumed["step"], resumed["history"], resumed["tensors"]
+            for i, (sampler, _) in enumerate(samplers):
+                sampler.buf = saved[f"cycler{i}"].numpy()
+            if queue is not None:
+                queue.keys.copy_(saved["queue"])
+                queue.ptr, queue.n_filled = resumed["queue_ptr"], resumed["queue_filled"]
+            bar.update(start)
         net.train()
-        for step in range(int(steps)):
+        for step in range(start, int(steps)):
             idx = torch.from_numpy(np.concatenate([s.take(k) for s, k in samplers])).to(device)
             x = data["images"][idx]
             cols = data["colors"][idx]
@@ -301,6 +321,13 @@ class PITA(ImagePhotoZEstimator):
                 history.append(dict(parts, stage=stage, step=step, total=float(total.detach())))
                 bar.set_postfix(loss=f"{float(total.detach()):.4f}")
             bar.update(1)
+            if ckpt.path is not None and ((step + 1) % save_every == 0 or step + 1 == int(steps)):
+                tensors = {f"cycler{i}": torch.from_numpy(s.buf.copy()) for i, (s, _) in enumerate(samplers)}
+                if queue is not None:
+                    tensors["queue"] = queue.keys
+                ckpt.save(modules, optimizers, gen, rng, tensors=tensors, step=step + 1, history=history,
+                          queue_ptr=queue.ptr if queue is not None else 0,
+                          queue_filled=queue.n_filled if queue is not None else 0)
         bar.close()
         return history
 
