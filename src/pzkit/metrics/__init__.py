@@ -11,7 +11,7 @@ Modules: :mod:`~pzkit.metrics.point`, :mod:`~pzkit.metrics.pdf`, :mod:`~pzkit.me
 :mod:`~pzkit.metrics.bias`, :mod:`~pzkit.metrics.binned`, :mod:`~pzkit.metrics.som`.
 """
 
-from .bias import mode_collapse_distance, residual_vs_z
+from .bias import mode_collapse_distance, residual_vs_z, tomographic_mean_bias
 from .binned import binned_metrics
 from .nz import stacked_nz, tomographic_nz
 from .pdf import brier_score, cde_loss, crps, interval_coverage, pdf_metrics, pit_stats, pit_values
@@ -56,6 +56,7 @@ __all__ = [
     # bias diagnostics
     "residual_vs_z",
     "mode_collapse_distance",
+    "tomographic_mean_bias",
     # binned
     "binned_metrics",
     # SOM
