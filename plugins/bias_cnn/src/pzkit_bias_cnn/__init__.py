@@ -17,11 +17,11 @@ from pzkit.nn.backbones import BACKBONES, make_backbone
 from pzkit.nn.core import select_device
 from pzkit.nn.images import (
     ImagePhotoZEstimator,
+    LoopCheckpoint,
     check_per_object,
     dihedral,
+    fit_fingerprint,
     fixed_batch_forward,
-    load_module_state,
-    module_state,
     progress,
 )
 
@@ -236,6 +236,10 @@ class BiasCNN(ImagePhotoZEstimator):
     n_threads : int or None
         torch CPU threads during fit and inference (restored afterwards); None keeps torch's setting. Small
         networks on a busy machine run much faster with 1.
+    checkpoint_dir : str or None
+        Save every training loop's state (network, optimiser, random states) as it goes; an interrupted
+        ``fit`` started again with the same parameters and data replays the finished loops from their saved
+        end states, continues the interrupted one, and ends with the same weights as an uninterrupted fit.
     verbose : int
         Progress bars.
     """
@@ -246,7 +250,7 @@ class BiasCNN(ImagePhotoZEstimator):
                  label_fit_cap=60000, shift_hist="output", tune_mag_head=False, n_members=1, n_iter=120000,
                  batch_size=128, lr=1e-4, lr_late=2e-5, lr_drop_at=60000, n_iter_finetune=40000,
                  batch_size_finetune=32, lr_finetune=2e-5, augment=True, pixel_scale=1.0, preprocess="eq1",
-                 cache_mb=2048.0, device="auto", n_threads=None, verbose=0):
+                 cache_mb=2048.0, device="auto", n_threads=None, checkpoint_dir=None, verbose=0):
         super().__init__(zmin=zmin, zmax=zmax, nzbins=nzbins, point_estimate=point_estimate,
                          random_state=random_state)
         self.stage = stage
@@ -279,6 +283,7 @@ class BiasCNN(ImagePhotoZEstimator):
         self.cache_mb = cache_mb
         self.device = device
         self.n_threads = n_threads
+        self.checkpoint_dir = checkpoint_dir
         self.verbose = verbose
 
     # ------------------------------------------------------------------ public API with explicit side inputs
@@ -393,6 +398,7 @@ class BiasCNN(ImagePhotoZEstimator):
         zbin = z_bins(y, self.zmin, self.width_, n)
         self._dev = select_device(self.device)
         seeds = self._rng().integers(0, 2**31 - 1, size=self.n_members)
+        self._fingerprint = fit_fingerprint(self, X, y, mag, ebv, seeds) if self.checkpoint_dir else None
         members, logs = [], []
         try:
             for k, seed in enumerate(seeds):
@@ -401,7 +407,8 @@ class BiasCNN(ImagePhotoZEstimator):
                 members.append(net.to("cpu").to(memory_format=torch.contiguous_format).eval())
                 logs.append(log)
         finally:
-            del self._dev
+            del self._dev, self._fingerprint
+            self.__dict__.pop("_loop_ctx", None)
         self.members_ = members
         self.training_log_ = logs
         self.head_bins_ = {name: (self.n_bins_ext_ if name in _STEP3 else n) for name in members[0].heads.keys()}
@@ -482,8 +489,19 @@ class BiasCNN(ImagePhotoZEstimator):
     def _loop(self, params, n_iter, batch, lr_fn, loss_fn, rng, desc):
         opt = torch.optim.Adam(params, lr=lr_fn(0))
         bar = progress(n_iter, desc, self.verbose, unit="it")
-        losses, current = [], lr_fn(0)
-        for it in range(n_iter):
+        losses, current, start = [], lr_fn(0), 0
+        # the chain between loops is deterministic given the weights and RNG states, so a resumed fit replays
+        # it and each loop restores (or continues from) its own checkpoint
+        ctx = self._loop_ctx
+        ckpt = LoopCheckpoint(self.checkpoint_dir, f"member{ctx['member']}_loop{ctx['count']}", self._fingerprint)
+        ctx["count"] += 1
+        modules, optimizers = {"net": ctx["net"]}, {"opt": opt}
+        resumed = ckpt.load(modules, optimizers, None, rng)
+        if resumed is not None:
+            start, losses, current = resumed["it"], resumed["losses"], resumed["lr"]
+            bar.update(start)
+        save_every = max(1, n_iter // 20)
+        for it in range(start, n_iter):
             lr = lr_fn(it)
             if lr != current:
                 for g in opt.param_groups:
@@ -495,6 +513,8 @@ class BiasCNN(ImagePhotoZEstimator):
             opt.step()
             losses.append(float(loss.detach()))
             bar.update(1)
+            if ckpt.path is not None and ((it + 1) % save_every == 0 or it + 1 == n_iter):
+                ckpt.save(modules, optimizers, None, rng, it=it + 1, losses=losses, lr=current)
         bar.close()
         k = max(1, n_iter // 20)
         return [float(np.mean(losses[i:i + k])) for i in range(0, n_iter, k)]
@@ -506,6 +526,7 @@ class BiasCNN(ImagePhotoZEstimator):
         first = "baseline" if stage == "baseline" else "step1"
         net = self._skeleton({first: n}).to(dev)
         net.backbone = net.backbone.to(memory_format=torch.channels_last) if Xp.shape[-1] > 1 else net.backbone
+        self._loop_ctx = {"net": net, "member": member, "count": 0}
         N = Xp.shape[0]
         side_t = torch.from_numpy(side)
         log = {}
@@ -641,18 +662,10 @@ class BiasCNN(ImagePhotoZEstimator):
         return self._hist_ensemble(p / np.diff(self.zgrid_)[None, :])
 
     # ------------------------------------------------------------------ persistence without pickle
-    def __getstate__(self):
-        state = {k: v for k, v in self.__dict__.items() if k != "members_"}
-        if "members_" in self.__dict__:
-            state["member_states_"] = [module_state(net) for net in self.members_]
-        return state
+    _torch_state_attr = "members_"
 
-    def __setstate__(self, state):
-        state = dict(state)
-        weights = state.pop("member_states_", None)
-        self.__dict__.update(state)
-        if weights is not None:
-            self.members_ = [load_module_state(self._skeleton(self.head_bins_), w) for w in weights]
+    def _new_module(self):
+        return self._skeleton(self.head_bins_)
 
     # ------------------------------------------------------------------ conformance
     @classmethod
@@ -668,8 +681,3 @@ class BiasCNN(ImagePhotoZEstimator):
         tr, te = slice(0, 300), slice(300, 400)
         return ConformanceData(X[tr], z[tr], X[te], z[te], fit_params={"mag": mag[tr]},
                                predict_params={"mag": mag[te]})
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.non_deterministic = False
-        return tags
