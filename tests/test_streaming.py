@@ -243,3 +243,44 @@ def test_rows_without_ids_get_their_row_number(setup, tmp_path):
     res = estimate_catalog(anonymous, d / "cat.fits", tmp_path / "b.hdf5", storage="point", chunk_size=1234,
                            id_column="id", progress=False)
     np.testing.assert_array_equal(pzkit.storage.read(res.output)["id"].to_numpy(), val["id"].to_numpy())
+
+
+@pytest.mark.parametrize("fail_on", ["chunk", "merge"])
+def test_disk_full_leaves_no_complete_looking_output_and_resumes(setup, tmp_path, monkeypatch, fail_on):
+    """ENOSPC while a chunk or the final file is written: a pzkit OutputError that says what happened, no
+    output file; after space is freed the rerun resumes and equals an uninterrupted run."""
+    import errno
+
+    from pzkit import storage, streaming
+    from pzkit.exceptions import OutputError
+
+    d, model, val = setup
+    clean = estimate_catalog(model, d / "cat.parquet", tmp_path / "clean.hdf5", storage="point",
+                             chunk_size=1000, progress=False)
+    real_write, real_open = streaming._write_atomic, storage.open_writer
+    calls = {"n": 0}
+
+    def full_disk_write(path, writer):
+        calls["n"] += 1
+        if fail_on == "chunk" and calls["n"] == 4:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real_write(path, writer)
+
+    def full_disk_open(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(args[1][0]))
+
+    monkeypatch.setattr(streaming, "_write_atomic", full_disk_write)
+    if fail_on == "merge":
+        monkeypatch.setattr(storage, "open_writer", full_disk_open)
+    out = tmp_path / "out.hdf5"
+    with pytest.raises(OutputError, match="No space left on device.*no output was written.*rerun to resume"):
+        estimate_catalog(model, d / "cat.parquet", out, storage="point", chunk_size=1000, progress=False)
+    assert not os.path.exists(out)
+    assert not [f for f in os.listdir(tmp_path) if f.startswith("out.hdf5") and f != "out.hdf5.partial"]
+    monkeypatch.setattr(streaming, "_write_atomic", real_write)
+    monkeypatch.setattr(storage, "open_writer", real_open)
+    res = estimate_catalog(model, d / "cat.parquet", out, storage="point", chunk_size=1000, progress=False)
+    assert res.n_resumed > 0
+    a, b = pzkit.storage.read(res.output), pzkit.storage.read(clean.output)
+    for col in b.columns if hasattr(b, "columns") else b:
+        np.testing.assert_array_equal(np.asarray(a[col]), np.asarray(b[col]))

@@ -34,7 +34,7 @@ import warnings
 
 import numpy as np
 
-from .exceptions import ColumnError, InputError, PzkitError, PzkitWarning
+from .exceptions import ColumnError, InputError, OutputError, PzkitError, PzkitWarning
 
 __all__ = ["estimate_catalog", "iter_chunks", "catalog_info", "StreamingError", "StreamResult"]
 
@@ -309,6 +309,19 @@ def estimate_catalog(model, catalog, output, storage="grid", chunk_size=25_000, 
                 "input": _input_fingerprint(catalog, n_rows, groupname), "chunk_size": int(chunk_size),
                 "n_chunks": n_chunks, "storage": store.config(), "columns": needed}
 
+    try:
+        return _stream(model, store, catalog, output, paths, parts, manifest, needed, ids_from, feature_id,
+                       n_rows, n_chunks, chunk_size, groupname, progress, fail_after, open_writer)
+    except OutputError:
+        raise
+    except OSError as exc:  # disk full, permission, quota: finished chunks stay, the output never looks complete
+        raise OutputError(f"writing the estimates of {catalog} to {output} failed: {exc.strerror or exc} "
+                          f"({getattr(exc, 'filename', None) or 'output'}); no output was written. Finished "
+                          f"chunks are kept in {parts}: free space or fix permissions and rerun to resume") from exc
+
+
+def _stream(model, store, catalog, output, paths, parts, manifest, needed, ids_from, feature_id, n_rows, n_chunks,
+            chunk_size, groupname, progress, fail_after, open_writer):
     done = _prepare_parts(parts, manifest, n_chunks)
     t0 = time.perf_counter()
     computed = 0
@@ -386,7 +399,7 @@ def _prepare_parts(parts, manifest, n_chunks):
                 os.unlink(os.path.join(parts, name))
         if done:
             warnings.warn(f"resuming: {len(done)} of {n_chunks} chunks already finished in {parts}", PzkitWarning,
-                          stacklevel=3)
+                          stacklevel=4)
         return done
     os.makedirs(parts, exist_ok=True)
     _write_atomic(mpath, lambda fh: fh.write(json.dumps(manifest, indent=2).encode()))
