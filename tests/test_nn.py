@@ -143,3 +143,8 @@ def test_bf16_mixed_precision_trains_and_infers_in_float64():
     assert np.isfinite(est.predict(X)).all()
     with pytest.raises(InputError, match="precision"):
         _tiny_net(precision="fp8").fit(X, z)
+
+
+def test_class_weights_empty_bins_without_floor_get_zero_not_inf():
+    w = class_weights(np.array([0, 0, 2]), 4, floor=0.0)
+    assert np.all(np.isfinite(w)) and w[1] == 0 and w[3] == 0

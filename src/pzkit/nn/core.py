@@ -51,10 +51,15 @@ def soft_labels(z, edges, sigma):
 
 
 def class_weights(bins, n_bins, power=1.0, floor=1.0):
-    """Inverse-frequency class weights (count + floor)^-power, normalised to mean 1 over occupied bins."""
+    """Inverse-frequency class weights (count + floor)^-power, normalised to mean 1 over occupied bins.
+
+    With ``floor=0`` an empty bin would get an infinite weight; it never occurs as a target, so it gets 0.
+    """
     counts = np.bincount(bins, minlength=n_bins).astype(np.float64)
-    w = (counts + floor) ** (-power)
     occupied = counts > 0
+    w = np.zeros(n_bins)
+    w[occupied] = (counts[occupied] + floor) ** (-power)
+    w[~occupied] = float(floor) ** (-power) if floor > 0 else 0.0
     w /= w[occupied].mean()
     return w.astype(np.float32)
 
