@@ -20,3 +20,43 @@ def dc2():
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)
+
+
+@pytest.fixture
+def interrupted_then_resumed(tmp_path, monkeypatch):
+    """``run(estimator, data, kill_at, attr)``: fit once cleanly; fit again with a ``checkpoint_dir`` and a
+    KeyboardInterrupt raised right after the ``kill_at``-th ``LoopCheckpoint.save``; fit a third time with the
+    same directory (resuming). Asserts the interrupted fit raised and that the resumed network(s) in ``attr``
+    hold exactly the uninterrupted weights and give the same predictions; returns (reference, resumed)."""
+    import numpy as np
+    import torch
+    from sklearn.base import clone
+
+    from pzkit.nn import images
+
+    def run(estimator, data, kill_at, attr):
+        reference = clone(estimator).fit(data.X_train, data.y_train, **data.fit_params)
+        original = images.LoopCheckpoint.save
+        calls = {"n": 0}
+
+        def dying_save(self, *args, **kwargs):
+            original(self, *args, **kwargs)
+            calls["n"] += 1
+            if calls["n"] == kill_at:
+                raise KeyboardInterrupt
+
+        resumable = clone(estimator).set_params(checkpoint_dir=str(tmp_path / "ckpt"))
+        monkeypatch.setattr(images.LoopCheckpoint, "save", dying_save)
+        with pytest.raises(KeyboardInterrupt):
+            clone(resumable).fit(data.X_train, data.y_train, **data.fit_params)
+        monkeypatch.setattr(images.LoopCheckpoint, "save", original)
+        resumed = clone(resumable).fit(data.X_train, data.y_train, **data.fit_params)
+        nets = lambda est: getattr(est, attr) if isinstance(getattr(est, attr), list) else [getattr(est, attr)]  # noqa: E731
+        for got, want in zip(nets(resumed), nets(reference)):
+            for (name, a), b in zip(got.state_dict().items(), want.state_dict().values()):
+                assert torch.equal(a, b), f"weight {name} differs after resuming"
+        np.testing.assert_array_equal(resumed.predict(data.X_test, **data.predict_params),
+                                      reference.predict(data.X_test, **data.predict_params))
+        return reference, resumed
+
+    return run

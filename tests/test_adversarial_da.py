@@ -235,30 +235,7 @@ def test_bad_inputs_name_the_argument(toy):
     pzkit.make_estimator("adversarial_da", **dict(TINY, adversarial=False)).fit(X, z)
 
 
-def test_interrupted_fit_resumes_from_checkpoint_bit_identically(tmp_path, monkeypatch):
-    """A kill after epoch 2 of 4, then a rerun with the same checkpoint_dir: same weights as one clean fit."""
-    from sklearn.base import clone
-
-    from pzkit.nn import images
-
+def test_interrupted_fit_resumes_from_checkpoint_bit_identically(interrupted_then_resumed):
+    """Killed after epoch 2 of 4, then rerun with the same checkpoint_dir: the weights of one clean fit."""
     est = ada.AdversarialDA._conformance_instance().set_params(max_epochs=4, random_state=5)
-    data = est._conformance_data(0)
-    reference = clone(est).fit(data.X_train, data.y_train, **data.fit_params)
-
-    original = images.LoopCheckpoint.save
-    calls = {"n": 0}
-
-    def dying_save(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(images.LoopCheckpoint, "save", dying_save)
-    with pytest.raises(KeyboardInterrupt):
-        clone(est).set_params(checkpoint_dir=str(tmp_path)).fit(data.X_train, data.y_train, **data.fit_params)
-    monkeypatch.setattr(images.LoopCheckpoint, "save", original)
-    resumed = clone(est).set_params(checkpoint_dir=str(tmp_path)).fit(data.X_train, data.y_train, **data.fit_params)
-    for a, b in zip(resumed.nets_[0].state_dict().values(), reference.nets_[0].state_dict().values()):
-        assert torch.equal(a, b)
-    np.testing.assert_array_equal(resumed.predict(data.X_test), reference.predict(data.X_test))
+    interrupted_then_resumed(est, est._conformance_data(0), kill_at=2, attr="nets_")

@@ -287,33 +287,10 @@ def test_magnitudes_outside_the_grid_go_to_edge_rows(fitted):
     assert np.isfinite(mag).all()
 
 
-def test_interrupted_fit_resumes_from_checkpoint_bit_identically(tmp_path, monkeypatch):
-    """Killed inside a later training loop of the Step 1→3 chain, then rerun: the finished loops are restored,
-    the interrupted one continues, and the weights equal those of an uninterrupted fit."""
-    from sklearn.base import clone
+def test_interrupted_fit_resumes_from_checkpoint_bit_identically(interrupted_then_resumed):
+    """Killed inside Step 2 of the Step 1→3 chain, then rerun: the finished loop is restored, the interrupted one
+    continues, and the weights equal those of an uninterrupted fit."""
+    from pzkit_bias_cnn import BiasCNN
 
-    from pzkit.nn import images
-    from pzkit_bias_cnn import BiasCNN as _Est
-
-    est = _Est._conformance_instance().set_params(random_state=2, n_iter=200, lr_drop_at=150,
-                                                   n_iter_finetune=60)
-    data = est._conformance_data(0)
-    reference = clone(est).fit(data.X_train, data.y_train, **data.fit_params)
-    original = images.LoopCheckpoint.save
-    calls = {"n": 0}
-
-    def dying_save(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        calls["n"] += 1
-        if calls["n"] == 30:  # inside the second loop (Step 2)
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(images.LoopCheckpoint, "save", dying_save)
-    with pytest.raises(KeyboardInterrupt):
-        clone(est).set_params(checkpoint_dir=str(tmp_path)).fit(data.X_train, data.y_train, **data.fit_params)
-    monkeypatch.setattr(images.LoopCheckpoint, "save", original)
-    resumed = clone(est).set_params(checkpoint_dir=str(tmp_path)).fit(data.X_train, data.y_train, **data.fit_params)
-    for a, b in zip(resumed.members_[0].state_dict().values(), reference.members_[0].state_dict().values()):
-        assert torch.equal(a, b)
-    np.testing.assert_array_equal(resumed.predict(data.X_test, **data.predict_params),
-                                  reference.predict(data.X_test, **data.predict_params))
+    est = BiasCNN._conformance_instance().set_params(random_state=2, n_iter=200, lr_drop_at=150, n_iter_finetune=60)
+    interrupted_then_resumed(est, est._conformance_data(0), kill_at=30, attr="members_")

@@ -209,30 +209,8 @@ def test_same_seed_and_save_load(tmp_path):
 
 
 @pytest.mark.parametrize("mode, kill_at", [("pita", 7), ("pretrain_finetune", 23)])
-def test_interrupted_fit_resumes_from_checkpoint_bit_identically(tmp_path, monkeypatch, mode, kill_at):
+def test_interrupted_fit_resumes_from_checkpoint_bit_identically(interrupted_then_resumed, mode, kill_at):
     """Killed mid-training (in the contrastive stage, or in the second stage of pretrain+fine-tune), then rerun:
     the queue, samplers, optimiser, schedule and RNGs continue exactly."""
-    from sklearn.base import clone
-
-    from pzkit.nn import images
-
     est = PITA._conformance_instance().set_params(random_state=4, mode=mode)
-    data = est._conformance_data(0)
-    reference = clone(est).fit(data.X_train, data.y_train, **data.fit_params)
-    original = images.LoopCheckpoint.save
-    calls = {"n": 0}
-
-    def dying_save(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        calls["n"] += 1
-        if calls["n"] == kill_at:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(images.LoopCheckpoint, "save", dying_save)
-    with pytest.raises(KeyboardInterrupt):
-        clone(est).set_params(checkpoint_dir=str(tmp_path)).fit(data.X_train, data.y_train, **data.fit_params)
-    monkeypatch.setattr(images.LoopCheckpoint, "save", original)
-    resumed = clone(est).set_params(checkpoint_dir=str(tmp_path)).fit(data.X_train, data.y_train, **data.fit_params)
-    for a, b in zip(resumed.module_.state_dict().values(), reference.module_.state_dict().values()):
-        assert torch.equal(a, b)
-    np.testing.assert_array_equal(resumed.predict(data.X_test), reference.predict(data.X_test))
+    interrupted_then_resumed(est, est._conformance_data(0), kill_at=kill_at, attr="module_")
