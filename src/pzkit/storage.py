@@ -22,6 +22,7 @@ Parquet layout, three files ``<stem>meta<ext>``, ``<stem>data<ext>``, ``<stem>an
 representation writes one Parquet table at the path itself).
 """
 
+import contextlib
 import os
 
 import numpy as np
@@ -370,18 +371,26 @@ def write_ensemble(ens, path, storage="quantiles", overwrite=False, **options):
     if existing and not overwrite:
         raise InputError(f"output exists: {existing}; pass overwrite=True to replace it")
     data, ancil = store.encode(ens)
-    tmps = [_tmp_name(p) for p in paths]
-    try:
+    with staged_outputs(paths) as tmps:
         writer = open_writer(path, tmps, ens.npdf, store.meta(ens), store.kind)
         writer.write(0, data, ancil)
         writer.close()
+    return paths
+
+
+@contextlib.contextmanager
+def staged_outputs(paths):
+    """Temporary files next to ``paths`` (same file system), renamed onto them only if the block succeeds and
+    removed in every case, so an output that exists is always complete."""
+    tmps = [_tmp_name(p) for p in paths]
+    try:
+        yield tmps
         for t, p in zip(tmps, paths):
             os.replace(t, p)
     finally:
         for t in tmps:
             if os.path.exists(t):
                 os.unlink(t)
-    return paths
 
 
 def _tmp_name(path):

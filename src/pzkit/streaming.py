@@ -454,20 +454,14 @@ def _merge(parts, n_chunks, n_rows, output, paths, store, open_writer):
     with open(os.path.join(parts, _MANIFEST)) as fh:
         chunk_size = json.load(fh)["chunk_size"]
     meta, _, _ = _load_chunk(parts, 0, _chunk_rows(0, chunk_size, n_rows))
-    tmps = [os.path.join(os.path.dirname(os.path.abspath(p)), f".{os.path.basename(p)}.tmp-{os.getpid()}")
-            for p in paths]
+    from .storage import staged_outputs
+
     nbytes = 0
-    try:
+    with staged_outputs(paths) as tmps:
         writer = open_writer(output, tmps, n_rows, meta or None, store.kind)
         for i in range(n_chunks):
             _, data, ancil = _load_chunk(parts, i, _chunk_rows(i, chunk_size, n_rows))
             writer.write(i * chunk_size, data, ancil)
             nbytes += sum(v.nbytes for v in data.values()) + sum(v.nbytes for v in ancil.values())
         writer.close()
-        for t, p in zip(tmps, paths):
-            os.replace(t, p)
-    finally:
-        for t in tmps:
-            if os.path.exists(t):
-                os.unlink(t)
     return nbytes / n_rows
