@@ -15,37 +15,39 @@ import numpy as np
 SUMMARY_KEYS = ("zmode", "zmedian", "zmean", "zstd")
 
 
-def _check_mass(values, weights):
-    """Refuse rows with no (or non-finite) probability: they would put silent NaNs into every metric.
+def _normalized(values, weights):
+    """``values`` (n, m), negatives clipped to 0, divided by their total probability ``values @ weights``, as float64.
 
-    Normalisation itself is left to qp, so that ``qp.read`` of a written ensemble (which normalises
-    again) gives back bit-identical arrays.
+    Rows with no (or non-finite) probability are refused: they would put silent NaNs into every metric.
+    The ensembles are then built with ``norm=False``: qp would otherwise normalise every ensemble twice (its
+    generator is instantiated once by ``create`` and again by scipy's ``freeze``), which cost 0.37 s per
+    25,000 PDFs on a 301-point grid, a third of a kNN chunk's time in streaming estimation.
     """
-    values = np.asarray(values, dtype=np.float64)
+    values = np.clip(np.atleast_2d(values), 0.0, None).astype(np.float64, copy=False)  # a new array
     norm = values @ weights
     bad = ~(norm > 0) | ~np.isfinite(norm)
     if np.any(bad):
         raise ValueError(f"{int(bad.sum())} PDF(s) have zero or non-finite total probability on the grid")
+    values /= norm[:, None]
     return values
 
 
 def interp_ensemble(xvals, yvals):
-    """``qp.interp`` ensemble of ``yvals`` (n, len(xvals)); qp normalises with the trapezoid rule."""
+    """``qp.interp`` ensemble of ``yvals`` (n, len(xvals)), normalised with the trapezoid rule."""
     import qp
 
     xvals = np.asarray(xvals, dtype=np.float64)
-    yvals = np.clip(np.atleast_2d(yvals), 0.0, None)
-    weights = _trapezoid_weights(xvals)
-    return qp.Ensemble(qp.interp, data=dict(xvals=xvals, yvals=_check_mass(yvals, weights)))
+    yvals = _normalized(yvals, _trapezoid_weights(xvals))
+    return qp.Ensemble(qp.interp, data=dict(xvals=xvals, yvals=yvals, norm=False, warn=False))
 
 
 def hist_ensemble(edges, pdfs):
-    """``qp.hist`` ensemble of bin densities ``pdfs`` (n, len(edges) - 1); qp normalises to unit mass."""
+    """``qp.hist`` ensemble of bin densities ``pdfs`` (n, len(edges) - 1), normalised to unit mass."""
     import qp
 
     edges = np.asarray(edges, dtype=np.float64)
-    pdfs = np.clip(np.atleast_2d(pdfs), 0.0, None)
-    return qp.Ensemble(qp.hist, data=dict(bins=edges, pdfs=_check_mass(pdfs, np.diff(edges))))
+    pdfs = _normalized(pdfs, np.diff(edges))
+    return qp.Ensemble(qp.hist, data=dict(bins=edges, pdfs=pdfs, norm=False, warn=False))
 
 
 def _trapezoid_weights(x):
@@ -123,14 +125,27 @@ def total_mass(ens, zgrid):
     return np.atleast_2d(ens.pdf(fine)) @ _trapezoid_weights(fine)
 
 
+# Rows per block of the vectorised summaries: a (4096, 301) float64 temporary is 10 MB, small enough for
+# malloc to reuse (arrays above 32 MB are fresh mmaps that page-fault on every touch) and for the cache.
+BLOCK_ROWS = 4096
+
+
+def row_blocks(n, size=BLOCK_ROWS):
+    """Slices covering ``range(n)`` in blocks of ``size`` rows."""
+    return [slice(i, min(i + size, n)) for i in range(0, n, size)] or [slice(0, 0)]
+
+
 def summarize(ens, zgrid):
     """Mode, median, mean and standard deviation of every PDF in ``ens`` (dict of (n,) arrays)."""
     name = _name(ens)
     if name == "hist":
-        return summarize_hist(np.ravel(ens.metadata["bins"]), np.atleast_2d(ens.objdata["pdfs"]))
-    if name == "interp":
-        return summarize_interp(np.ravel(ens.metadata["xvals"]), np.atleast_2d(ens.objdata["yvals"]))
-    return summarize_interp(zgrid, np.atleast_2d(ens.pdf(zgrid)))
+        x, values, func = np.ravel(ens.metadata["bins"]), np.atleast_2d(ens.objdata["pdfs"]), summarize_hist
+    elif name == "interp":
+        x, values, func = np.ravel(ens.metadata["xvals"]), np.atleast_2d(ens.objdata["yvals"]), summarize_interp
+    else:
+        x, values, func = zgrid, np.atleast_2d(ens.pdf(zgrid)), summarize_interp
+    parts = [func(x, values[b]) for b in row_blocks(values.shape[0])]
+    return {k: np.concatenate([p[k] for p in parts]) for k in SUMMARY_KEYS}
 
 
 def pdf_on_grid(ens, zgrid):

@@ -28,6 +28,7 @@ import os
 import numpy as np
 
 from .exceptions import InputError
+from .pdf import row_blocks
 
 REPRESENTATIONS = ("grid", "quantiles", "mixmod", "point")
 HDF5_SUFFIXES = (".hdf5", ".h5", ".hdf")
@@ -48,16 +49,16 @@ def _pdf_name(ens):
     return name.decode() if isinstance(name, bytes) else str(name)
 
 
-def _grid_of(ens):
-    """(x, cdf) of every PDF on its own grid: exact piecewise-linear CDFs for ``interp`` and ``hist``."""
+def _grid_of(ens, rows=slice(None)):
+    """(x, cdf) of the PDFs ``rows`` on their own grid: exact piecewise-linear CDFs for ``interp`` and ``hist``."""
     name = _pdf_name(ens)
     if name == "interp":
         x = np.ravel(ens.metadata["xvals"]).astype(np.float64)
-        y = np.clip(np.atleast_2d(ens.objdata["yvals"]).astype(np.float64), 0.0, None)
+        y = np.clip(np.atleast_2d(ens.objdata["yvals"])[rows].astype(np.float64), 0.0, None)
         seg = 0.5 * (y[:, 1:] + y[:, :-1]) * np.diff(x)
     elif name == "hist":
         x = np.ravel(ens.metadata["bins"]).astype(np.float64)
-        seg = np.clip(np.atleast_2d(ens.objdata["pdfs"]).astype(np.float64), 0.0, None) * np.diff(x)
+        seg = np.clip(np.atleast_2d(ens.objdata["pdfs"])[rows].astype(np.float64), 0.0, None) * np.diff(x)
     else:
         raise InputError(f"compact storage needs an interp or hist ensemble, got {name!r}")
     cdf = np.zeros((seg.shape[0], seg.shape[1] + 1))
@@ -185,12 +186,15 @@ class Storage:
             return {}, ancil
         if self.kind == "grid":
             return {k: np.atleast_2d(v) for k, v in ens.objdata.items()}, ancil
-        x, cdf = _grid_of(ens)
+        parts = [self._encode_rows(*_grid_of(ens, rows)) for rows in row_blocks(ens.npdf)]
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}, ancil
+
+    def _encode_rows(self, x, cdf):
         if self.kind == "quantiles":
-            return {"locs": self._quantile_locs(x, cdf)}, ancil
+            return {"locs": self._quantile_locs(x, cdf)}
         means, stds, weights = fit_mixture(x, cdf, self.n_components)
         return {"means": means.astype(self.dtype), "stds": stds.astype(self.dtype),
-                "weights": weights.astype(self.dtype)}, ancil
+                "weights": weights.astype(self.dtype)}
 
     def _quantile_locs(self, x, cdf):
         """Quantile locations for qp.quant.

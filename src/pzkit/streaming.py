@@ -327,6 +327,9 @@ def _stream(model, store, catalog, output, paths, parts, manifest, needed, ids_f
     computed = 0
     todo = [i for i in range(n_chunks) if i not in done]
     bar = _progress(progress, n_rows, sum(_chunk_rows(i, chunk_size, n_rows) for i in done))
+    # the per-chunk gc.collect() below then scans only what the chunk allocated, not the model, torch and
+    # every imported module (0.17 s per chunk before, measured with the 20k-object random forest loaded)
+    gc.freeze()
     try:
         for start_chunk in _runs(todo):
             for i, start, cols in iter_chunks(catalog, needed, chunk_size, start_chunk, groupname):
@@ -347,6 +350,7 @@ def _stream(model, store, catalog, output, paths, parts, manifest, needed, ids_f
                 computed += 1
                 bar.update(expected)
     finally:
+        gc.unfreeze()
         bar.close()
     elapsed_estimate = time.perf_counter() - t0
 

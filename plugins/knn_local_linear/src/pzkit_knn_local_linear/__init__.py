@@ -197,8 +197,10 @@ class KNNLocalLinear(PhotoZEstimator):
     n_jobs : int or None, default None
         Threads (None: 1, −1: all cores): row chunks are processed in parallel threads (a single chunk uses
         them for its tree query only).
-    chunk_size : int, default 8192
-        Rows processed at once by ``estimate_pdf``; bounds the working memory (see below).
+    chunk_size : int, default 4096
+        Rows processed at once by ``estimate_pdf``; bounds the working memory (see below). 4096 rows keep the
+        (rows × k × d) neighbour arrays under 40 MB; at 8192 they are fresh page-faulting mmaps and estimation
+        was 25 % slower (one thread, k = 100, 11 features, measured 2026-11-27).
     ridge : float, default 1e-10
         Relative ridge on the normal equations (numerical safety only).
 
@@ -226,7 +228,7 @@ class KNNLocalLinear(PhotoZEstimator):
     def __init__(self, zmin=0.0, zmax=3.0, nzbins=301, point_estimate="mode", random_state=None,
                  n_neighbors=100, scale="std", weights="tricube", clip_sigma=2.0, max_clip_iter=5, outside="fit",
                  bandwidth=0.005, bandwidth_scatter=3.0, algorithm="ckdtree", leaf_size=32, n_jobs=None,
-                 chunk_size=8192, ridge=1e-10):
+                 chunk_size=4096, ridge=1e-10):
         super().__init__(zmin=zmin, zmax=zmax, nzbins=nzbins, point_estimate=point_estimate,
                          random_state=random_state)
         self.n_neighbors = n_neighbors
