@@ -424,20 +424,9 @@ class KNNLocalLinear(PhotoZEstimator):
         return vals, res
 
     def _map_chunks(self, func, X):
-        """``func`` over row chunks of ``X``; with n_jobs > 1 the chunks run in threads (numpy, LAPACK, the FFT
-        and the tree query release the GIL), each chunk's tree query then using one worker."""
-        starts = range(0, X.shape[0], self.chunk_size)
-        n_threads = self._workers()
-        if n_threads < 0:
-            import os
+        from pzkit.parallel import map_row_chunks
 
-            n_threads = os.cpu_count() or 1
-        if n_threads <= 1 or len(starts) == 1:
-            return [func(X[i:i + self.chunk_size]) for i in starts]
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(max_workers=min(n_threads, len(starts))) as pool:
-            return list(pool.map(lambda i: func(X[i:i + self.chunk_size], workers=1), starts))
+        return map_row_chunks(func, X, self.chunk_size, self.n_jobs)
 
     def _estimate_pdf(self, X):
         parts = self._map_chunks(self._pdf_chunk, X)

@@ -70,9 +70,12 @@ class RandomForestPZ(PhotoZEstimator):
     bandwidth : float, default 0.01
         Kernel width in units of (1 + z); 0 gives the bare leaf weights deposited on the grid.
     n_jobs : int or None, default None
-        Threads for fitting and for ``apply`` (None: 1, −1: all cores).
-    chunk_size : int, default 8192
-        Rows processed at once by ``estimate_pdf`` (bounds its working memory).
+        Threads (None: 1, −1: all cores): the forest is fitted in parallel, and the row chunks of
+        ``estimate_pdf`` are processed in parallel threads (a lone chunk parallelises its tree traversal).
+    chunk_size : int, default 4096
+        Rows processed at once by ``estimate_pdf`` (bounds its working memory: with ``n_jobs`` threads,
+        ``n_jobs`` chunks are in flight). Streaming 250k rows on 2 threads ran as fast with 4096 as with 8192
+        and peaked 0.2 GB lower; 2048 was 25 % slower (one ``apply`` call per tree and chunk).
 
     Memory
     ------
@@ -99,7 +102,7 @@ class RandomForestPZ(PhotoZEstimator):
     def __init__(self, zmin=0.0, zmax=3.0, nzbins=301, point_estimate="mode", random_state=None,
                  n_estimators=100, criterion="squared_error", max_depth=None, min_samples_split=2,
                  min_samples_leaf=1, max_features=1.0, max_leaf_nodes=None, bootstrap=True, max_samples=None,
-                 spread=0.7, bandwidth=0.01, n_jobs=None, chunk_size=8192):
+                 spread=0.7, bandwidth=0.01, n_jobs=None, chunk_size=4096):
         super().__init__(zmin=zmin, zmax=zmax, nzbins=nzbins, point_estimate=point_estimate,
                          random_state=random_state)
         self.n_estimators = n_estimators
@@ -221,12 +224,21 @@ class RandomForestPZ(PhotoZEstimator):
         out += np.bincount(flat + 1, weights=(P * f).ravel(), minlength=n * nz + 1)[: n * nz]
         return out.reshape(n, nz)
 
-    def _chunk(self, X, K):
+    def _leaves(self, X, n_jobs):
+        """(n, T) node numbers of every row in every tree. One thread walks the trees itself: the chunks of
+        ``estimate_pdf`` are already spread over the threads (the features were validated, finite and within
+        float32's range, by ``PhotoZEstimator``, so the per-tree ``check_input`` is skipped as sklearn does)."""
+        if n_jobs == 1:
+            X32 = np.ascontiguousarray(X, dtype=np.float32)
+            return np.stack([tree.apply(X32, check_input=False) for tree in self.forest_.estimators_], axis=1)
+        return self.forest_.apply(X)
+
+    def _chunk(self, X, n_jobs, K):
         from scipy.sparse import csr_matrix
 
         n = X.shape[0]
         T = self.node_offset_.size
-        nodes = self.forest_.apply(X) + self.node_offset_[None, :]
+        nodes = self._leaves(X, n_jobs) + self.node_offset_[None, :]
         Q = csr_matrix(
             (np.full(n * T, 1.0 / T, dtype=np.float32), self.leaf_index_[nodes].ravel(), np.arange(0, n * T + 1, T)),
             shape=(n, self.leaf_pdf_.shape[0]),
@@ -239,8 +251,10 @@ class RandomForestPZ(PhotoZEstimator):
         return vals, tree_pred.mean(axis=1), tree_pred.std(axis=1)
 
     def _estimate_pdf(self, X):
+        from pzkit.parallel import map_row_chunks
+
         K = self._kernel()
-        parts = [self._chunk(X[i:i + self.chunk_size], K) for i in range(0, X.shape[0], self.chunk_size)]
+        parts = map_row_chunks(lambda chunk, jobs: self._chunk(chunk, jobs, K), X, self.chunk_size, self.n_jobs)
         vals = np.concatenate([p[0] for p in parts]) if len(parts) > 1 else parts[0][0]
         ens = self._interp_ensemble(vals)
         ens._pzkit_extra_ancil = {"zforest": np.concatenate([p[1] for p in parts]),
