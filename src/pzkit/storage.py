@@ -99,18 +99,20 @@ def grid_quantiles(x, cdf, quants):
     return np.maximum.accumulate(out, axis=1)  # rounding must not make a quantile run backwards
 
 
-def fit_mixture(x, cdf, n_components=3, n_iter=40, block=4096):
+def fit_mixture(x, cdf, n_components=3, n_iter=40, block=512):
     """Gaussian mixtures (means, stds, weights; each (n, K)) fitted to gridded PDFs by weighted EM.
 
     The grid points are the samples and each one's probability mass is its weight, so EM maximises the
-    expected log-likelihood under the PDF itself. Vectorised over objects (``block`` rows at a time to bound
-    memory at ≈ 24·block·K·m bytes). Components start at the K quantiles (k + ½)/K; a width floor of one grid
-    step keeps a component from collapsing onto a single grid point.
+    expected log-likelihood under the PDF itself. Vectorised over objects, ``block`` rows at a time: the
+    (block, K, m) responsibilities are updated in place and reduced with matrix products, so one iteration
+    allocates two such arrays (512 rows: 3.7 MB each at K = 3, m = 301, cache-sized; 8× larger blocks ran
+    4× slower, page-faulting on fresh 30 MB arrays). Components start at the K quantiles (k + ½)/K; a width
+    floor of one grid step keeps a component from collapsing onto a single grid point.
     """
     n, m = cdf.shape
     K = int(n_components)
-    dz = float(np.min(np.diff(x)))
-    floor = dz
+    floor2 = float(np.min(np.diff(x))) ** 2
+    x2 = x * x
     # mass of each grid point: half the adjacent trapezoid segments (the interp reading of the CDF)
     seg = np.diff(cdf, axis=1)
     mass = np.zeros_like(cdf)
@@ -121,21 +123,25 @@ def fit_mixture(x, cdf, n_components=3, n_iter=40, block=4096):
     stds = np.empty((n, K))
     weights = np.empty((n, K))
     for b in range(0, n, block):
-        w = mass[b:b + block][:, None, :]  # (B, 1, m)
+        w = mass[b:b + block]  # (B, m)
         mu = start[b:b + block].copy()
-        mean_all = (w[:, 0, :] * x).sum(axis=1)
-        sd_all = np.sqrt(np.clip((w[:, 0, :] * x * x).sum(axis=1) - mean_all**2, floor**2, None))
-        sd = np.repeat((sd_all / K)[:, None], K, axis=1)
-        sd = np.maximum(sd, floor)
+        mean_all = w @ x
+        var_all = np.clip(w @ x2 - mean_all**2, floor2, None)
+        sd = np.maximum(np.repeat((np.sqrt(var_all) / K)[:, None], K, axis=1), np.sqrt(floor2))
         pi = np.full_like(mu, 1.0 / K)
         for _ in range(n_iter):
-            d = (x[None, None, :] - mu[:, :, None]) / sd[:, :, None]
-            like = pi[:, :, None] / sd[:, :, None] * np.exp(-0.5 * d * d)
-            resp = like / np.maximum(like.sum(axis=1, keepdims=True), 1e-300)
-            r = resp * w
+            r = x[None, None, :] - mu[:, :, None]  # (B, K, m)
+            r /= sd[:, :, None]
+            r *= r
+            r *= -0.5
+            np.exp(r, out=r)
+            r *= (pi / sd)[:, :, None]  # component likelihoods
+            total = r.sum(axis=1, keepdims=True)
+            np.maximum(total, 1e-300, out=total)
+            r *= (w[:, None, :] / total)  # responsibilities × mass
             nk = np.maximum(r.sum(axis=2), 1e-300)
-            mu = (r * x).sum(axis=2) / nk
-            sd = np.sqrt(np.maximum((r * (x[None, None, :] - mu[:, :, None]) ** 2).sum(axis=2) / nk, floor**2))
+            mu = (r @ x) / nk
+            sd = np.sqrt(np.maximum((r @ x2) / nk - mu * mu, floor2))
             pi = nk / nk.sum(axis=1, keepdims=True)
         means[b:b + block], stds[b:b + block], weights[b:b + block] = mu, sd, pi
     return means, stds, weights
