@@ -1,7 +1,8 @@
 """MTL-NB on the ``cosmos_paus`` sims: does predicting narrow bands during training improve broad-band photo-z?
 
     python benchmarks/mtl_nb_cosmos_paus.py [--seeds 5] [--n 21000] [--paper-size] [--label-fraction F]
-                                            [--no-controls] [--out ...]
+                                            [--no-controls] [--nb-weights λ ...] [--nb-depth BLUE RED]
+                                            [--out ...]
 
 For each seed, one sims realisation (train: i < 23 with 40 narrow bands, about a third with spec-z, a
 high-precision photo-z for all; test: i < 25, broad bands only) and these fits, all with the same network
@@ -47,8 +48,11 @@ def _average_bands(nb, group):
     return nb[:, : n_groups * group].reshape(len(nb), n_groups, group).mean(axis=2)
 
 
-def run_seed(seed, n, net, controls, label_fraction=1.0):
-    sims = pzkit.sims.make("cosmos_paus", n, random_state=seed)
+def run_seed(seed, n, net, controls, label_fraction=1.0, nb_weights=(), nb_depth=None):
+    overrides = {}
+    if nb_depth is not None:  # diagnostic: deeper narrow bands (5σ depths of the bluest and reddest band)
+        overrides["narrow_bands"] = {"filters": "paus", "depth": list(nb_depth), "error_floor": 0.01}
+    sims = pzkit.sims.make("cosmos_paus", n, random_state=seed, **overrides)
     train, test = sims.split("train"), sims.split("test")
     feats = train.features()
     X = feats.fit_transform(train.catalog)
@@ -75,6 +79,9 @@ def run_seed(seed, n, net, controls, label_fraction=1.0):
             # baseline and zs+NB does not, the unlabelled objects carry information the auxiliary task fails to pass on
             "zpaus": lambda: pzkit.make_estimator("mtl_nb", variant="zs+zPAUS", **common).fit(
                 X, y, z_photo=train.catalog["zpaus"].to_numpy())}
+    for w in nb_weights:  # λ sweep on every seed (nb_weight=0 is the lambda0 control)
+        runs[f"lambda{w:g}"] = (lambda w=w: pzkit.make_estimator("mtl_nb", variant="zs+NB", nb_weight=w, **common)
+                                .fit(X, y, nb=nb))
     if controls:
         rng = np.random.default_rng(seed)
         runs["lambda0"] = lambda: pzkit.make_estimator("mtl_nb", variant="zs+NB", nb_weight=0.0, **common).fit(X, y, nb=nb)
@@ -128,6 +135,10 @@ def main():
                         help="keep this random fraction of the sims' spec-z labels (diagnostic: less label "
                              "information leaves more room for what the narrow bands of unlabelled objects add)")
     parser.add_argument("--no-controls", action="store_true", help="skip the seed-0 controls")
+    parser.add_argument("--nb-depth", type=float, nargs=2, default=None, metavar=("BLUE", "RED"),
+                        help="5σ depths of the narrow bands (sims default 23.0 22.5): deeper bands, less noisy targets")
+    parser.add_argument("--nb-weights", type=float, nargs="*", default=(),
+                        help="extra zs+NB fits with these narrow-band loss weights λ on every seed")
     parser.add_argument("--out", default="benchmarks/results/mtl_nb_cosmos_paus.json")
     args = parser.parse_args()
     if args.paper_size:
@@ -135,10 +146,12 @@ def main():
     else:
         net = dict(hidden=(128, 256, 128), max_epochs=40, lr_step=15, batch_size=256)
     seeds = [run_seed(seed, args.n, net, controls=(seed == 0 and not args.no_controls),
-                      label_fraction=args.label_fraction) for seed in range(args.seeds)]
+                      label_fraction=args.label_fraction, nb_weights=args.nb_weights, nb_depth=args.nb_depth)
+             for seed in range(args.seeds)]
     summary, gains = summarise(seeds)
     result = {"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "network": net, "n": args.n,
-              "label_fraction": args.label_fraction,
+              "label_fraction": args.label_fraction, "nb_weights": list(args.nb_weights),
+              "nb_depth": args.nb_depth,
               "machine": {"cpu_count": os.cpu_count()}, "seeds": seeds, "summary": summary, "mtl_gain": gains}
     write_json(args.out, result)
     print(json.dumps(gains, indent=2))
