@@ -209,6 +209,7 @@ def part_kill(models, n, estimator, chunk_size):
 
 def part_dask(models, n, estimator):
     """Dask LocalCluster with 1 and 2 single-threaded workers vs plain streaming of the same catalog."""
+    import dask
     import dask.dataframe as dd
     from distributed import Client, LocalCluster
 
@@ -230,7 +231,8 @@ def part_dask(models, n, estimator):
         shutil.rmtree(out_dir, ignore_errors=True)
         l0 = load()
         t0 = time.perf_counter()
-        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cl, \
+        with dask.config.set(pzd.worker_config()), \
+                LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cl, \
                 Client(cl):
             t1 = time.perf_counter()
             ddf = dd.read_parquet(catalog, columns=pzd.required_columns(model), split_row_groups=True)

@@ -1,5 +1,6 @@
 """pzkit.distributed: estimate_pdf over dask.dataframe partitions, on a real distributed.LocalCluster."""
 
+import os
 import pickle
 
 import numpy as np
@@ -7,6 +8,7 @@ import pytest
 
 import pzkit
 
+dask = pytest.importorskip("dask")
 dd = pytest.importorskip("dask.dataframe")
 distributed = pytest.importorskip("distributed")
 
@@ -38,9 +40,13 @@ def test_local_cluster_two_workers_matches_in_memory(model_and_data, tmp_path):
     path = tmp_path / "cat.parquet"
     val.to_parquet(path, row_group_size=700)
     ddf = dd.read_parquet(path, columns=pzd.required_columns(model), split_row_groups=True)
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cl, \
-            distributed.Client(cl):
+    with dask.config.set(pzd.worker_config()), \
+            distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cl, \
+            distributed.Client(cl) as client:
         out = pzd.estimate_partitions(model, ddf, storage="quantiles").compute()
+        environ = client.run(lambda: os.environ.get("MALLOC_MMAP_THRESHOLD_"))
+    # the workers got the glibc setting that keeps NumPy temporaries off fresh mmaps
+    assert sorted(environ.values()) == [pzd.WORKER_ENVIRON["MALLOC_MMAP_THRESHOLD_"]] * 2
     assert len(out) == len(val)
     np.testing.assert_array_equal(out["id"].to_numpy(), val["id"].to_numpy())
     ens = pzd.to_ensemble(out, "quantiles")

@@ -1,10 +1,12 @@
 """Estimation on Dask: ``estimate_pdf`` over the partitions of a ``dask.dataframe`` (needs ``pzkit[dask]``).
 
+    import dask
     import dask.dataframe as dd
     from distributed import Client, LocalCluster
     import pzkit.distributed as pzd
 
-    client = Client(LocalCluster(n_workers=2, threads_per_worker=1))
+    with dask.config.set(pzd.worker_config()):   # glibc settings for NumPy-heavy workers (see WORKER_ENVIRON)
+        client = Client(LocalCluster(n_workers=2, threads_per_worker=1))
     cat = dd.read_parquet("catalog.parquet", columns=pzd.required_columns(model))
     out = pzd.estimate_partitions(model, cat, storage="quantiles")   # lazy dask DataFrame, one row per input row
     out.to_parquet("pdfs/")                                          # or pzd.to_ensemble(out.compute(), ...)
@@ -27,7 +29,20 @@ from .exceptions import InputError
 from .storage import Storage
 from .streaming import StreamingError, _required_columns
 
-__all__ = ["estimate_partitions", "required_columns", "to_ensemble"]
+__all__ = ["estimate_partitions", "required_columns", "to_ensemble", "WORKER_ENVIRON", "worker_config"]
+
+#: Environment for Dask worker processes. Dask's nanny sets ``MALLOC_TRIM_THRESHOLD_=65536`` in every worker,
+#: and setting any malloc threshold turns off glibc's adaptive mmap threshold: every array above 128 kB is
+#: then a fresh mmap that page-faults on each use. Measured on 25,000-row kNN partitions: 3.4 s in a worker
+#: against 2.2 s in a plain process; fixing the mmap threshold at the adaptive maximum (32 MB) brings it back
+#: to 2.3–2.6 s.
+WORKER_ENVIRON = {"MALLOC_MMAP_THRESHOLD_": "33554432"}
+
+
+def worker_config():
+    """Dask config that gives new worker processes :data:`WORKER_ENVIRON`; use it around cluster start-up:
+    ``with dask.config.set(pzd.worker_config()): cluster = LocalCluster(...)``."""
+    return {f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in WORKER_ENVIRON.items()}
 
 
 def required_columns(model, columns=None, id_column=None):
