@@ -25,7 +25,8 @@ def test_dc2_round_trip(dc2, tmp_path):
     ens.write_to(str(path))
     back = qp.read(str(path))
     assert back.npdf == ens.npdf
-    np.testing.assert_array_equal(back.objdata["pdfs"], ens.objdata["pdfs"])
+    # qp.read normalises again with its own arithmetic, which may move the last bit (pzkit.pdf)
+    np.testing.assert_allclose(back.objdata["pdfs"], ens.objdata["pdfs"], rtol=1e-15, atol=0)
     np.testing.assert_array_equal(back.metadata["bins"], ens.metadata["bins"])
     for key in ("zmode", "zmedian", "zmean", "zstd", "id"):
         np.testing.assert_array_equal(back.ancil[key], ens.ancil[key])

@@ -177,7 +177,8 @@ def test_estimate_from_a_model_path_and_in_memory_tables(files, models):
     stage = PzkitEstimator.make_stage(name="est_mem", model=models["train_z"], hdf5_groupname="photometry",
                                       output_mode="return")
     ens_mem = stage.estimate(as_rail(files["test"])).data  # RAIL processes in-memory data as one chunk
-    np.testing.assert_array_equal(ens_mem.objdata["pdfs"], ens_file.objdata["pdfs"])
+    # the file was read back with qp.read, which normalises again and may move the last bit (pzkit.pdf)
+    np.testing.assert_allclose(ens_mem.objdata["pdfs"], ens_file.objdata["pdfs"], rtol=1e-15, atol=0)
 
 
 # --------------------------------------------------------------------------- RAIL's evaluators = pzkit.metrics
@@ -285,7 +286,8 @@ def test_a_bare_estimator_model_gets_the_stage_features(files, tmp_path):
     pzkit.save(est, tmp_path / "bare.pzk")
     ens = estimate(str(tmp_path / "bare.pzk"), files["test_path"], "est_bare")
     ref = est.estimate_pdf(features.transform(files["test"]))
-    np.testing.assert_array_equal(ens.objdata["pdfs"], ref.objdata["pdfs"])
+    # read back with qp.read, which normalises again and may move the last bit (pzkit.pdf)
+    np.testing.assert_allclose(ens.objdata["pdfs"], ref.objdata["pdfs"], rtol=1e-15, atol=0)
 
 
 @pytest.mark.parametrize("routing", [False, True])
