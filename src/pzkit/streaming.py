@@ -31,6 +31,7 @@ import pickle
 import shutil
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -344,8 +345,6 @@ def _stream(model, store, catalog, output, paths, parts, manifest, needed, ids_f
     # encoding and writing chunk i (one thread) overlaps the estimate of chunk i + 1 (the estimator's threads):
     # at most one chunk is in flight, and each chunk file is still written atomically, so a crash at any point
     # leaves only complete chunk files behind
-    from concurrent.futures import ThreadPoolExecutor
-
     try:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pzkit-write") as writer:
             for start_chunk in _runs(todo):
