@@ -1,17 +1,23 @@
 """``bias_cnn`` on ``sdss_like`` sims images: Steps 1–4 against the single-head Baseline (issue 7's evidence).
 
-    python benchmarks/bias_cnn_sdss_like.py [--seeds 0 1 2] [--n 20000] [--n-iter 1200] [--out ...]
+    python benchmarks/bias_cnn_sdss_like.py [--seeds 0 1 2] [--n 24000] [--n-iter 4000] [--threads 2] [--out ...]
 
 For each seed, one ``pzkit.sims.make("sdss_like", n, images=True, random_state=seed)`` realisation (5-band
 32×32 GalSim stamps, dereddened r < 17.8, z < 0.4, n(z) peaked near 0.1 with a sparse tail), split 75 % train /
-25 % test (the preset's 90/10 leaves too few test objects for five tomographic means), and two fits with the
-same backbone (Net_S2), the same Step-1 budget (``--n-iter`` mini-batches of 128) and the same seed:
+25 % test (the preset's 90/10 leaves too few test objects for five tomographic means); ``--calib-fraction``
+(1/6) of the training split is held out from every network (n = 24,000: 15,000 train, 3,000 calibration,
+6,000 test). Two fits with the same backbone (Net_S2), the same Step-1 budget (``--n-iter`` mini-batches of
+128) and the same seed:
 
 * ``baseline``: ``bias_cnn`` with ``stage="baseline"`` (one softmax head over the bins);
 * ``chain``: ``bias_cnn`` with ``stage="step3"``: Steps 1 → 2 → 3 on one chain; Step 1 and Step 2 are read
-  with ``predict_stage``. Step 4 is :class:`pzkit.calibration.ZPhotCalibrator`, fitted on the Step-3 z_mode of
-  the training set (in-sample, the spec's ambiguity 8) and applied to the test set. It is also applied to the
-  Baseline (the calibrator is model-agnostic).
+  with ``predict_stage``. Step 4 is :class:`pzkit.calibration.ZPhotCalibrator` on the Step-3 z_mode, applied
+  to the test set, fitted two ways: ``step4`` on the networks' own training set (in-sample, the spec's
+  suggestion for its ambiguity 8, which the paper leaves open) and ``step4_holdout`` on the held-out
+  calibration set. The acceptance uses ``step4_holdout``: in-sample z_photo of a network trained for ~30
+  epochs sits closer to z_spec than test z_photo does, so the in-sample δ under-corrects (measured: same sign,
+  a third to a ninth of the Step-3 bias left). Both are also applied to the Baseline (the calibrator is
+  model-agnostic).
 
 Metrics on the test set (z_mode throughout): the high-z slope C of the mean residual versus z_spec (40 bins on
 [0, 0.4], z_b = 0.15, unweighted bin means with standard errors), the total-variation distance between
@@ -19,8 +25,8 @@ n(z_photo) and n(z_spec) on the model's bins over [0, 0.4], σ_MAD, η(|Δz| > 0
 equipopulated z_photo tomographic bins (equal-width bins also reported). Acceptance numbers are ratios of
 the seed means.
 
-CPU scale: the paper trains Net_P 120k iterations on 393k 64×64 stamps; here Net_S2 with 32 kernels (paper:
-64) on 15k 32×32 training stamps for ``--n-iter`` iterations, on one thread. Pixels are converted from nJy to
+CPU scale: the paper trains Net_P 120k iterations on 393k 64×64 stamps (~39 epochs); here Net_S2 with 32
+kernels (paper: 64) on 15k 32×32 training stamps for 4,000 iterations (~34 epochs). Pixels are converted from nJy to
 nanomaggies (÷3631) before the paper's Eq. 1 stretch.
 """
 
@@ -74,15 +80,23 @@ def run_seed(seed, args):
     mag = (cat["mag_r_sdss"] - sims.extinction_coeffs["r"] * cat["ebv"]).to_numpy()   # dereddened r
     ebv = cat["ebv"].to_numpy()
     z = cat["redshift"].to_numpy()
-    tr = (cat["split"] == "train").to_numpy()
-    te = ~tr
+    te = (cat["split"] == "test").to_numpy()
+    tr = ~te
+    # Step 4's own labelled set: a random share of the training split that no network sees (``--calib-fraction``)
+    cal = np.zeros_like(tr)
+    if args.calib_fraction > 0:
+        rows = np.flatnonzero(tr)
+        cal[np.random.default_rng(seed).choice(rows, int(round(args.calib_fraction * rows.size)),
+                                               replace=False)] = True
+        tr &= ~cal
     X = sims.images
     common = dict(zmin=0.0, zmax=ZMAX, nzbins=NBINS + 1, backbone="S2", conv_width=args.conv_width, n_mag_outputs=6,
                   mag_min=12.5, mag_step=0.5, th=args.th, n_iter=args.n_iter, batch_size=128, lr=args.lr,
                   lr_late=args.lr / 5, lr_drop_at=int(args.n_iter * 2 / 3), n_iter_finetune=args.n_iter_finetune,
                   batch_size_finetune=128, lr_finetune=args.lr_finetune, pixel_scale=1 / 3631.0,
                   random_state=seed, device="cpu", n_members=1)
-    out = {"seed": seed, "n_train": int(tr.sum()), "n_test": int(te.sum()), "sims_s": round(t_sims, 1)}
+    out = {"seed": seed, "n_train": int(tr.sum()), "n_calib": int(cal.sum()), "n_test": int(te.sum()),
+           "sims_s": round(t_sims, 1)}
     t = time.time()
     base = BiasCNN(stage="baseline", **common).fit(X[tr], z[tr], mag=mag[tr], ebv=ebv[tr])
     out["baseline_fit_s"] = round(time.time() - t, 1)
@@ -94,11 +108,14 @@ def run_seed(seed, args):
     preds = {"baseline": base.predict(X[te], mag=mag[te], ebv=ebv[te])}
     for s in ("step1", "step2", "step3"):
         preds[s] = chain.predict_stage(X[te], s, mag=mag[te], ebv=ebv[te])
-    for name, model, stage in (("step4", chain, "step3"), ("baseline_step4", base, "baseline")):
-        zp_train = model.predict_stage(X[tr], stage, mag=mag[tr], ebv=ebv[tr])
-        cal = ZPhotCalibrator(zmin=0.0, zmax=ZMAX, n_fine_bins=NBINS, n_coarse_bins=40, mag_min=12.5, mag_step=0.5,
-                              n_rows=11, n_resamples=5, random_state=seed).fit(zp_train, mag[tr], z[tr])
-        preds[name] = cal.transform(preds[stage], mag[te])
+    step4 = [("step4", chain, "step3", tr), ("baseline_step4", base, "baseline", tr)]
+    if cal.any():
+        step4 += [("step4_holdout", chain, "step3", cal), ("baseline_step4_holdout", base, "baseline", cal)]
+    for name, model, stage, fit_rows in step4:
+        zp_fit = model.predict_stage(X[fit_rows], stage, mag=mag[fit_rows], ebv=ebv[fit_rows])
+        calibrator = ZPhotCalibrator(zmin=0.0, zmax=ZMAX, n_fine_bins=NBINS, n_coarse_bins=40, mag_min=12.5,
+                                     mag_step=0.5, n_rows=11, n_resamples=5, random_state=seed)
+        preds[name] = calibrator.fit(zp_fit, mag[fit_rows], z[fit_rows]).transform(preds[stage], mag[te])
     out["metrics"] = {k: metrics(z[te], v) for k, v in preds.items()}
     out["loss_tail"] = {k: v[-3:] for k, v in chain.training_log_[0].items() if isinstance(v, list)}
     out["total_s"] = round(time.time() - t0, 1)
@@ -113,17 +130,21 @@ def summarise(per_seed):
         mean[n]["slope_high_sem"] = float(np.std([s["metrics"][n]["slope_high"] for s in per_seed], ddof=1)
                                           / np.sqrt(len(per_seed))) if len(per_seed) > 1 else None
     b, s3 = mean["baseline"], mean["step3"]
-    within = [s["metrics"]["step4"]["tomo_n_within_0.002"] for s in per_seed]
+    step4 = "step4_holdout" if "step4_holdout" in names else "step4"
+    within = [s["metrics"][step4]["tomo_n_within_0.002"] for s in per_seed]
+    within_in_sample = [s["metrics"]["step4"]["tomo_n_within_0.002"] for s in per_seed]
     acc = {
         "slope_ratio_step3_vs_baseline": abs(s3["slope_high"]) / abs(b["slope_high"]),
         "slope_ratio_pass (<= 0.5)": abs(s3["slope_high"]) <= 0.5 * abs(b["slope_high"]),
         "tv_step3": s3["tv"], "tv_baseline": b["tv"], "tv_pass (step3 < baseline)": s3["tv"] < b["tv"],
         "sigma_mad_ratio_step3_vs_baseline": s3["sigma_mad"] / b["sigma_mad"],
         "sigma_mad_pass (<= 1.3)": s3["sigma_mad"] <= 1.3 * b["sigma_mad"],
+        "step4_fitted_on": "held-out calibration set" if step4 != "step4" else "training set (in-sample)",
         "step4_tomo_bins_within_0.002_per_seed": within,
         "step4_tomo_pass (>= 4 of 5, every seed)": all(w >= 4 for w in within),
-        "step4_tomo_mean_abs_delta_per_bin": np.mean([np.abs(s["metrics"]["step4"]["tomo_delta"])
+        "step4_tomo_mean_abs_delta_per_bin": np.mean([np.abs(s["metrics"][step4]["tomo_delta"])
                                                       for s in per_seed], axis=0).tolist(),
+        "step4_in_sample_tomo_bins_within_0.002_per_seed": within_in_sample,
     }
     return mean, acc
 
@@ -131,13 +152,15 @@ def summarise(per_seed):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--n", type=int, default=20000)
-    ap.add_argument("--n-iter", type=int, default=1200)
+    ap.add_argument("--n", type=int, default=24000)
+    ap.add_argument("--n-iter", type=int, default=4000)
     ap.add_argument("--n-iter-finetune", type=int, default=3000)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--lr-finetune", type=float, default=1e-3)
     ap.add_argument("--th", type=int, default=30)
     ap.add_argument("--conv-width", type=int, default=32)
+    ap.add_argument("--calib-fraction", type=float, default=1 / 6,
+                    help="share of the training split held out from the networks to fit Step 4 on")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=os.path.join(HERE, "results", "bias_cnn_sdss_like.json"))
     args = ap.parse_args()

@@ -37,8 +37,16 @@ import numpy as np
 OUT = os.path.join(os.path.dirname(__file__), "results", "pita_candels_like.json")
 PARTIAL = os.environ.get("PITA_PARTIAL_DIR", "/tmp/pita_benchmark_parts")
 SIM = dict(n=18000, random_state=0, images={"stamp_size": 32}, splits={"train": {"labels": {"fraction": 0.4}}})
-#: diagnostic variant: the same preset cut at F160W < 24.5, where photometric noise no longer dominates
-BRIGHT = dict(SIM, n=10000, magnitude={"max": 24.5})
+#: the preset's 5σ depths (config._candels_like); CANDELS-Deep/GOODS reach ~1 mag deeper (Grogin et al. 2011)
+_DEPTH = {"F606W": 27.2, "F814W": 27.0, "F125W": 26.6, "F160W": 26.4}
+VARIANTS = {
+    "default": SIM,
+    # diagnostic: the same preset cut at F160W < 24.5, where photometric noise no longer dominates
+    "bright": dict(SIM, n=10000, magnitude={"max": 24.5}),
+    # diagnostic: the preset 1 mag deeper in every band (CANDELS-Deep-like), where the colours hold more
+    # redshift information than the labels can teach a CNN to read
+    "deep": dict(SIM, domains={"candels": {"depth": {b: d + 1.0 for b, d in _DEPTH.items()}}}),
+}
 LABEL_COUNTS = (500, 1000, 2000, 5000)
 SETTINGS = dict(encoder="small", encoder_widths=(16, 32, 64), crop_size=12, jitter=1.0, rotation="any",
                 noise_std=0.5, queue_size=4096, momentum=0.99, batch_size=64, lr=2e-3, zmin=0.0, zmax=4.0,
@@ -126,6 +134,16 @@ def run_reference(data, n_lab, seed):
     return out
 
 
+def rf_reference(runs):
+    """Mean σ_NMAD of the random-forest reference runs, per colour kind and label count."""
+    reference = {}
+    for r in runs:
+        if r["method"].startswith("rf_"):
+            for k in ("observed", "noise_free"):
+                reference.setdefault(f"{k}@{r['n_labelled']}", []).append(r[k]["sigma_nmad"])
+    return {k: float(np.mean(v)) for k, v in sorted(reference.items())}
+
+
 def summarise(runs):
     groups = {}
     for r in runs:
@@ -177,12 +195,13 @@ def main():
     ap.add_argument("--steps", type=int, default=1000)
     ap.add_argument("--counts", type=int, nargs="*", default=list(LABEL_COUNTS))
     ap.add_argument("--merge", action="store_true")
-    ap.add_argument("--bright", action="store_true", help="the F160W < 24.5 diagnostic variant (n = 10,000)")
+    ap.add_argument("--variant", choices=tuple(VARIANTS), default="default",
+                    help="bright: F160W < 24.5 (n = 10,000); deep: every depth +1 mag (diagnostics)")
     args = ap.parse_args()
     os.makedirs(PARTIAL, exist_ok=True)
     if args.part:
         t0 = time.time()
-        data = load_data(BRIGHT if args.bright else SIM)
+        data = load_data(VARIANTS[args.variant])
         load_s = time.time() - t0
         runs = []
         jobs = {"curve": [(m, n) for n in args.counts for m in ("supervised", "pita")],
@@ -195,8 +214,9 @@ def main():
                 part = {"part": args.part, "runs": runs, "data_seconds": round(load_s, 1),
                         "wall_seconds": round(time.time() - t0, 1), "loadavg_end": os.getloadavg(),
                         "steps": args.steps, "seeds": args.seeds}
-                part["variant"] = "bright" if args.bright else "default"
-                with open(os.path.join(PARTIAL, f"{args.part}{'_bright' if args.bright else ''}.json"), "w") as fh:
+                part["variant"] = args.variant
+                suffix = "" if args.variant == "default" else f"_{args.variant}"
+                with open(os.path.join(PARTIAL, f"{args.part}{suffix}.json"), "w") as fh:
                     json.dump(part, fh)
         print("wall seconds", round(time.time() - t0, 1), "load", os.getloadavg())
     if args.merge:
@@ -204,21 +224,19 @@ def main():
 
         all_parts = [json.load(open(p)) for p in sorted(glob.glob(os.path.join(PARTIAL, "*.json")))]
         parts = [p for p in all_parts if p.get("variant", "default") == "default"]
-        bright_runs = [r for p in all_parts if p.get("variant") == "bright" for r in p["runs"]]
         runs = [r for p in parts for r in p["runs"]]
         table, acceptance = summarise(runs)
-        bright = None
-        if bright_runs:
-            btable, bacc = summarise(bright_runs)
-            bright = {"sims": {"preset": "candels_like", **BRIGHT}, "summary": btable, "ratios": bacc,
-                      "parts": [{k: v for k, v in p.items() if k != "runs"} for p in all_parts
-                                if p.get("variant") == "bright"], "runs": bright_runs}
-        reference = {}
-        for r in runs:
-            if r["method"].startswith("rf_"):
-                for k in ("observed", "noise_free"):
-                    reference.setdefault(f"{k}@{r['n_labelled']}", []).append(r[k]["sigma_nmad"])
-        reference = {k: float(np.mean(v)) for k, v in sorted(reference.items())}
+        diagnostics = {}
+        for name in VARIANTS:
+            vparts = [p for p in all_parts if name != "default" and p.get("variant") == name]
+            vruns = [r for p in vparts for r in p["runs"]]
+            if vruns:
+                vtable, vacc = summarise(vruns)
+                diagnostics[name] = {"sims": {"preset": "candels_like", **VARIANTS[name]}, "summary": vtable,
+                                     "ratios": vacc, "parts": [{k: v for k, v in p.items() if k != "runs"}
+                                                               for p in vparts], "runs": vruns,
+                                     "reference_rf_catalogue_colours_sigma_nmad": rf_reference(vruns)}
+        reference = rf_reference(runs)
         write_json(OUT, {
             "benchmark": "pita_candels_like", "date": time.strftime("%Y-%m-%d"),
             "machine": f"2-core CPU container, shared with parallel jobs ({platform.processor() or platform.machine()})",
@@ -227,20 +245,20 @@ def main():
             "settings": SETTINGS, "methods": METHODS,
             "parts": [{k: v for k, v in p.items() if k != "runs"} for p in parts],
             "summary": table, "acceptance": acceptance,
-            "reference_rf_catalogue_colours_sigma_nmad": reference, "runs": runs, "bright_variant": bright})
+            "reference_rf_catalogue_colours_sigma_nmad": reference, "runs": runs,
+            "diagnostic_variants": diagnostics})
         print("RF on catalogue colours, σ_NMAD:", json.dumps(reference))
         print(json.dumps(acceptance, indent=1))
         for row in table:
             print(f"{row['method']:22s} {row['n_labelled']:5d}  NMAD mode {row['pdf_mode.sigma_nmad']:.4f}"
                   f" median {row['pdf_median.sigma_nmad']:.4f} huber {row['huber_point.sigma_nmad']:.4f}"
                   f"  outl {row['pdf_mode.outlier_rate']:.3f}  fit {row['fit_seconds']:.0f}s")
-        if bright:
-            print("bright variant (F160W < 24.5):")
-            for row in bright["summary"]:
+        for name, diag in diagnostics.items():
+            print(f"{name} variant:")
+            for row in diag["summary"]:
                 print(f"  {row['method']:20s} {row['n_labelled']:5d} n_seeds {row['n_seeds']}  NMAD median "
                       f"{row['pdf_median.sigma_nmad']:.4f} huber {row['huber_point.sigma_nmad']:.4f}"
                       f"  outl {row['pdf_median.outlier_rate']:.3f}")
-
 
 if __name__ == "__main__":
     main()
