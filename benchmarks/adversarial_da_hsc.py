@@ -224,7 +224,24 @@ def main():
     ap.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     ap.add_argument("--resume", action="store_true", help="keep the (seed, model) results already in --out")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "adversarial_da_hsc.json"))
+    ap.add_argument("--merge", nargs="+", metavar="JSON",
+                    help="combine the seeds of result files written by parallel runs into --out, then exit")
     args = ap.parse_args()
+    if args.merge:
+        import json
+
+        parts = [json.load(open(p)) for p in args.merge]
+        seeds = {}
+        for part in parts:   # a seed may be split over files by model
+            for k, v in part["seeds"].items():
+                seeds.setdefault(k, dict(v, models={}))["models"].update(v["models"])
+        merged = dict(parts[0], seeds=dict(sorted(seeds.items(), key=lambda kv: int(kv[0]))),
+                      wall_s=[p["wall_s"] for p in parts], merged_from=args.merge)
+        merged["config"] = dict(merged["config"], models=sorted({m for v in seeds.values() for m in v["models"]},
+                                                                key=MODELS.index))
+        merged["summary"] = summarise(merged)
+        write_json(args.out, merged)
+        return
     import torch
 
     torch.set_num_threads(1)
@@ -233,7 +250,7 @@ def main():
                max_epochs=args.epochs, batch_size=64, lr=1e-3, n_members=1, device="cpu")
     results = {
         "benchmark": "adversarial_da_hsc",
-        "date": "2026-11-27",
+        "date": time.strftime("%Y-%m-%d"),
         "machine": {"description": "2-core CPU container, shared with parallel jobs (load average recorded)",
                     "platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": 1,
                     "loadavg_start": list(os.getloadavg())},

@@ -117,6 +117,12 @@ def run_seed(seed, args):
                                      mag_step=0.5, n_rows=11, n_resamples=5, random_state=seed)
         preds[name] = calibrator.fit(zp_fit, mag[fit_rows], z[fit_rows]).transform(preds[stage], mag[te])
     out["metrics"] = {k: metrics(z[te], v) for k, v in preds.items()}
+    if args.save_predictions:
+        # Step-3 / Baseline z_mode of every object, to study Step-4 variants without refitting the networks
+        os.makedirs(args.save_predictions, exist_ok=True)
+        np.savez(os.path.join(args.save_predictions, f"seed{seed}.npz"), z=z, mag=mag, train=tr, calib=cal,
+                 test=te, step3=chain.predict_stage(X, "step3", mag=mag, ebv=ebv),
+                 baseline=base.predict(X, mag=mag, ebv=ebv))
     out["loss_tail"] = {k: v[-3:] for k, v in chain.training_log_[0].items() if isinstance(v, list)}
     out["total_s"] = round(time.time() - t0, 1)
     return out
@@ -162,6 +168,8 @@ def main():
     ap.add_argument("--calib-fraction", type=float, default=1 / 6,
                     help="share of the training split held out from the networks to fit Step 4 on")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--save-predictions", metavar="DIR", default=None,
+                    help="also write every object's Step-3 and Baseline z_mode to DIR/seed<N>.npz (not for git)")
     ap.add_argument("--out", default=os.path.join(HERE, "results", "bias_cnn_sdss_like.json"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
