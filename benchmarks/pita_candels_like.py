@@ -192,6 +192,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--part", choices=("curve", "ablations", "reference"))
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--first-seed", type=int, default=0, help="run seeds first-seed … first-seed + seeds − 1")
     ap.add_argument("--steps", type=int, default=1000)
     ap.add_argument("--counts", type=int, nargs="*", default=list(LABEL_COUNTS))
     ap.add_argument("--merge", action="store_true")
@@ -207,7 +208,7 @@ def main():
         jobs = {"curve": [(m, n) for n in args.counts for m in ("supervised", "pita")],
                 "ablations": [(m, 1000) for m in ("pita_no_colour", "pita_no_contrastive", "pretrain_finetune")],
                 "reference": [("rf", n) for n in args.counts]}[args.part]
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             for method, n_lab in jobs:
                 runs.append(run_reference(data, n_lab, seed) if args.part == "reference"
                             else run_one(data, method, n_lab, seed, args.steps))
@@ -215,7 +216,8 @@ def main():
                         "wall_seconds": round(time.time() - t0, 1), "loadavg_end": os.getloadavg(),
                         "steps": args.steps, "seeds": args.seeds}
                 part["variant"] = args.variant
-                suffix = "" if args.variant == "default" else f"_{args.variant}"
+                suffix = ("" if args.variant == "default" else f"_{args.variant}") + (
+                    f"_from_seed{args.first_seed}" if args.first_seed else "")
                 with open(os.path.join(PARTIAL, f"{args.part}{suffix}.json"), "w") as fh:
                     json.dump(part, fh)
         print("wall seconds", round(time.time() - t0, 1), "load", os.getloadavg())
