@@ -1,7 +1,7 @@
 """``adversarial_da`` on the ``hsc_udf`` sims: does the adversarial module transfer a source-field CNN to a
 shifted, unlabelled target field?
 
-    OMP_NUM_THREADS=1 python benchmarks/adversarial_da_hsc.py [--seeds 0 1 2] [--n 12000] [--epochs 12]
+    OMP_NUM_THREADS=1 python benchmarks/adversarial_da_hsc.py [--seeds 0 1 2] [--n 12000] [--epochs 30]
         [--crop 16] [--models baseline da ...] [--out benchmarks/results/adversarial_da_hsc.json]
 
 For each seed, one sims realisation of ``hsc_udf`` (source: COSMOS-UDF-like, labelled; target: XMM-DEEP-like,
@@ -24,9 +24,9 @@ PDF median; Wasserstein-1 between the stacked-PDF n(z) and the true n(z) in six 
 5-fold CV accuracy, balanced source-validation vs target objects, on the standardised, flattened graft-layer
 features of member 0); and the source-validation σ_MAD and outlier rate.
 
-CPU scale (what the committed numbers use, run with one thread on a shared 2-core machine): centre-cropped
+CPU scale (what the committed numbers use, one thread per process on a 2-core machine): centre-cropped
 16×16 stamps (2.7″) instead of 32×32, branch width 8, trunk (16, 16, 32, 32, 32, 32), FC 64, discriminator
-(32, 32, 32, 32) + FC 64 instead of (156, 156, 128, 128), 12 epochs instead of 50, one member instead of
+(32, 32, 32, 32) + FC 64 instead of (156, 156, 128, 128), 30 epochs instead of 50, one member instead of
 10, 5,000 source / 6,000 target objects instead of ~155,000 / 100,000, 160 bins over 0 < z < 4.
 """
 
@@ -218,7 +218,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--n", type=int, default=12000)
-    ap.add_argument("--epochs", type=int, default=12)
+    ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--crop", type=int, default=16)
     ap.add_argument("--n-target-labels", type=int, default=300)
     ap.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
