@@ -12,12 +12,12 @@ For each seed, one ``pzkit.sims.make("sdss_like", n, images=True, random_state=s
 * ``baseline``: ``bias_cnn`` with ``stage="baseline"`` (one softmax head over the bins);
 * ``chain``: ``bias_cnn`` with ``stage="step3"``: Steps 1 → 2 → 3 on one chain; Step 1 and Step 2 are read
   with ``predict_stage``. Step 4 is :class:`pzkit.calibration.ZPhotCalibrator` on the Step-3 z_mode, applied
-  to the test set, fitted two ways: ``step4`` on the networks' own training set (in-sample, the spec's
-  suggestion for its ambiguity 8, which the paper leaves open) and ``step4_holdout`` on the held-out
-  calibration set. The acceptance uses ``step4_holdout``: in-sample z_photo of a network trained for ~30
-  epochs sits closer to z_spec than test z_photo does, so the in-sample δ under-corrects (measured: same sign,
-  a third to a ninth of the Step-3 bias left). Both are also applied to the Baseline (the calibrator is
-  model-agnostic).
+  to the test set (``STEP4``): as the paper, fitted on the networks' own training set (in-sample, the spec's
+  suggestion for its ambiguity 8, which the paper leaves open) — the acceptance row — and three variants
+  that change one thing each: fitted on the held-out calibration set, with the unfolded test n(z)
+  (``unfold_iterations``, not in the paper), and both. The paper's Step 4 and its unfolded variant are also
+  applied to the Baseline (the calibrator is model-agnostic). ``--save-predictions`` keeps every object's
+  z_mode so that ``--from-predictions`` recomputes the Step-4 rows without refitting.
 
 Metrics on the test set (z_mode throughout): the high-z slope C of the mean residual versus z_spec (40 bins on
 [0, 0.4], z_b = 0.15, unweighted bin means with standard errors), the total-variation distance between

@@ -59,12 +59,12 @@ class ZPhotCalibrator(BaseEstimator):
     Unfolding (``unfold_iterations`` > 0; **not in the paper**, default off). Step 1 takes the test's z_photo
     histogram as its z_spec histogram, which is off by the photo-z scatter: at σ_MAD ≈ 0.02 on a peaked n(z)
     the resample holds too many objects at the low-z edge and the lowest tomographic bin keeps a bias of
-    −0.004 to −0.009 (measured, ``benchmarks/bias_cnn_sdss_like.py``, 3 seeds; resampled to the test's true
-    n(z) instead, the same calibrator leaves |Δ⟨z⟩| < 0.002 in 5 of 5 bins). With unfolding, the test's expected (z_spec × row)
-    counts are estimated per row from its (z_photo fine bin × row) counts by Richardson–Lucy (EM) iterations
-    through the training set's transfer matrix P(z_photo bin | z_spec bin, row), which the paper's own
-    assumption makes common to both sets; fractional counts are rounded at random (unbiased). The rest is
-    unchanged.
+    −0.004 to −0.009 (measured with ``benchmarks/bias_cnn_sdss_like.py``, 3 seeds; on seed 0, resampling to
+    the test's true n(z) instead leaves |Δ⟨z⟩| < 0.002 in 5 of 5 bins). With unfolding, the test's expected
+    (z_spec × row) counts are estimated per row from its (z_photo fine bin × row) counts by Richardson–Lucy
+    (EM) iterations through the training set's transfer matrix P(z_photo bin | z_spec bin, row), which the
+    paper's own assumption makes common to both sets; fractional counts are rounded at random (unbiased).
+    The rest is unchanged.
 
     Parameters
     ----------
