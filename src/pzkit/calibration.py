@@ -28,6 +28,14 @@ def _vec(x, name, n=None, allow_nan=False):
     return a
 
 
+def _draw(cell, k, rng):
+    """k indices from ``cell``: without replacement first, topped up with replacement (paper §4.3)."""
+    first = rng.choice(cell, size=min(k, cell.size), replace=False)
+    if k <= cell.size:
+        return first
+    return np.concatenate([first, rng.choice(cell, size=k - cell.size, replace=True)])
+
+
 class ZPhotCalibrator(BaseEstimator):
     r"""Step 4 of Lin et al.: subtract the mean (z_photo − z_spec) per (z_photo, magnitude) cell, estimated on a
     training set resampled to match the test sample.
@@ -210,10 +218,7 @@ class ZPhotCalibrator(BaseEstimator):
             want = np.floor(want) + (rng.random(want.size) < want - np.floor(want))
             for i in np.flatnonzero(want > 0):
                 cell = self._cells[row][int(i)]
-                k = int(want[i])
-                picks.append(rng.choice(cell, size=min(k, cell.size), replace=False))
-                if k > cell.size:
-                    picks.append(rng.choice(cell, size=k - cell.size, replace=True))
+                picks.append(_draw(cell, int(want[i]), rng))
         return np.concatenate(picks) if picks else np.zeros(0, dtype=np.int64)
 
     def _resample(self, zp, rows, rng):
@@ -236,10 +241,7 @@ class ZPhotCalibrator(BaseEstimator):
             cand = [ne[x] for x in (j - 1, j) if 0 <= x < ne.size]
             i2 = min(cand, key=lambda b: (abs(b - i), b))
             cell = self._cells[row][i2]
-            first = rng.choice(cell, size=min(want, cell.size), replace=False)
-            picks.append(first)
-            if want > cell.size:
-                picks.append(rng.choice(cell, size=want - cell.size, replace=True))
+            picks.append(_draw(cell, want, rng))
         return np.concatenate(picks) if picks else np.zeros(0, dtype=np.int64)
 
     def corrections(self, z_photo, mag=None):

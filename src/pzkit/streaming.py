@@ -326,7 +326,7 @@ def _stream(model, store, catalog, output, paths, parts, manifest, needed, ids_f
     done = _prepare_parts(parts, manifest, n_chunks)
     t0 = time.perf_counter()
     computed = 0
-    todo = [i for i in range(n_chunks) if i not in done]
+    missing = [i for i in range(n_chunks) if i not in done]  # the chunks this run estimates
     bar = _progress(progress, n_rows, sum(_chunk_rows(i, chunk_size, n_rows) for i in done))
     pending = []  # the chunk being encoded and written: (future, chunk index, rows)
 
@@ -347,7 +347,7 @@ def _stream(model, store, catalog, output, paths, parts, manifest, needed, ids_f
     # leaves only complete chunk files behind
     try:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pzkit-write") as writer:
-            for start_chunk in _runs(todo):
+            for start_chunk in _runs(missing):
                 for i, start, cols in iter_chunks(catalog, needed, chunk_size, start_chunk, groupname):
                     if i in done:
                         break  # the next run of missing chunks starts at its own offset
@@ -375,9 +375,9 @@ def _stream(model, store, catalog, output, paths, parts, manifest, needed, ids_f
     bytes_per_object = _merge(parts, n_chunks, n_rows, output, paths, store, open_writer)
     shutil.rmtree(parts, ignore_errors=True)
     elapsed = time.perf_counter() - t0
-    computed_rows = n_rows - sum(_chunk_rows(i, chunk_size, n_rows) for i in range(n_chunks) if i not in todo)
+    computed_rows = sum(_chunk_rows(i, chunk_size, n_rows) for i in missing)
     return StreamResult(output=output, paths=paths, n_rows=n_rows, n_chunks=n_chunks,
-                        n_resumed=n_chunks - len(todo), seconds=elapsed, seconds_estimate=elapsed_estimate,
+                        n_resumed=n_chunks - len(missing), seconds=elapsed, seconds_estimate=elapsed_estimate,
                         objects_per_second=computed_rows / elapsed if elapsed > 0 else float("nan"),
                         bytes_per_object=bytes_per_object)
 
@@ -386,9 +386,9 @@ def _chunk_rows(i, chunk_size, n_rows):
     return min(chunk_size, n_rows - i * chunk_size)
 
 
-def _runs(todo):
+def _runs(missing):
     """First chunk of every run of consecutive missing chunks (each run is one pass of the reader)."""
-    return [c for k, c in enumerate(todo) if k == 0 or todo[k - 1] != c - 1]
+    return [c for k, c in enumerate(missing) if k == 0 or missing[k - 1] != c - 1]
 
 
 def _progress(enabled, total, initial):
