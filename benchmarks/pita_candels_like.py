@@ -87,7 +87,7 @@ def metrics(z, zp):
             "bias": float(bias_mean(z, zp))}
 
 
-def run_one(data, method, n_lab, seed, steps):
+def run_one(data, method, n_lab, seed, steps, settings=SETTINGS):
     import torch
 
     from pzkit.metrics import cde_loss
@@ -98,7 +98,7 @@ def run_one(data, method, n_lab, seed, steps):
     chosen = rng.choice(np.flatnonzero(data["labelled"]), n_lab, replace=False)
     y = np.full(data["z"].shape, np.nan)
     y[chosen] = data["z"][chosen]
-    est = PITA(random_state=seed, max_steps=steps, pretrain_steps=steps, **SETTINGS, **METHODS[method])
+    est = PITA(random_state=seed, max_steps=steps, pretrain_steps=steps, **settings, **METHODS[method])
     t0 = time.time()
     est.fit(data["X"], y, colors=data["colors"])
     fit_s = time.time() - t0
@@ -198,7 +198,11 @@ def main():
     ap.add_argument("--merge", action="store_true")
     ap.add_argument("--variant", choices=tuple(VARIANTS), default="default",
                     help="bright: F160W < 24.5 (n = 10,000); deep: every depth +1 mag (diagnostics)")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="probe: override a PITA setting (VALUE as JSON, e.g. noise_std=0 crop_size=14); such "
+                         "runs are kept apart from the summaries, under 'probes'")
     args = ap.parse_args()
+    overrides = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)}
     os.makedirs(PARTIAL, exist_ok=True)
     if args.part:
         t0 = time.time()
@@ -211,13 +215,16 @@ def main():
         for seed in range(args.first_seed, args.first_seed + args.seeds):
             for method, n_lab in jobs:
                 runs.append(run_reference(data, n_lab, seed) if args.part == "reference"
-                            else run_one(data, method, n_lab, seed, args.steps))
+                            else run_one(data, method, n_lab, seed, args.steps, dict(SETTINGS, **overrides)))
                 part = {"part": args.part, "runs": runs, "data_seconds": round(load_s, 1),
                         "wall_seconds": round(time.time() - t0, 1), "loadavg_end": os.getloadavg(),
                         "steps": args.steps, "seeds": args.seeds}
                 part["variant"] = args.variant
+                if overrides:
+                    part["overrides"] = overrides
                 suffix = ("" if args.variant == "default" else f"_{args.variant}") + (
-                    f"_from_seed{args.first_seed}" if args.first_seed else "")
+                    f"_from_seed{args.first_seed}" if args.first_seed else "") + "".join(
+                    f"_{k}-{v}" for k, v in overrides.items())
                 with open(os.path.join(PARTIAL, f"{args.part}{suffix}.json"), "w") as fh:
                     json.dump(part, fh)
         print("wall seconds", round(time.time() - t0, 1), "load", os.getloadavg())
@@ -225,6 +232,9 @@ def main():
         from pzkit.harness import write_json
 
         all_parts = [json.load(open(p)) for p in sorted(glob.glob(os.path.join(PARTIAL, "*.json")))]
+        probes = [dict(r, variant=p["variant"], overrides=p["overrides"]) for p in all_parts if "overrides" in p
+                  for r in p["runs"]]
+        all_parts = [p for p in all_parts if "overrides" not in p]
         parts = [p for p in all_parts if p.get("variant", "default") == "default"]
         runs = [r for p in parts for r in p["runs"]]
         table, acceptance = summarise(runs)
@@ -248,7 +258,7 @@ def main():
             "parts": [{k: v for k, v in p.items() if k != "runs"} for p in parts],
             "summary": table, "acceptance": acceptance,
             "reference_rf_catalogue_colours_sigma_nmad": reference, "runs": runs,
-            "diagnostic_variants": diagnostics})
+            "diagnostic_variants": diagnostics, "probes": probes})
         print("RF on catalogue colours, σ_NMAD:", json.dumps(reference))
         print(json.dumps(acceptance, indent=1))
         for row in table:
