@@ -132,3 +132,20 @@ def test_learns_on_toy_data_and_beats_the_training_nz():
     assert sigma_nmad(zq, est.predict(X[2000:])) < 0.2 * sigma_nmad(zq, floor.predict(X[2000:]))
     assert cde_loss(est.estimate_pdf(X[2000:]), zq, est.zgrid_) < cde_loss(
         floor.estimate_pdf(X[2000:]), zq, floor.zgrid_) - 2.0
+
+
+def test_output_rows_follow_the_input_order_whatever_the_traversal_order():
+    # estimate_pdf walks the trees in an internal row order (sorted for cache locality) and must put every
+    # row back: a permuted input gives the permuted output, and each row equals its own single-row estimate
+    X, z = pzkit.testing.make_toy_catalog(900, random_state=6)
+    est = RandomForestPZ(n_estimators=8, random_state=1, chunk_size=50).fit(X[:600], z[:600])
+    Xq = X[600:]
+    perm = np.random.default_rng(0).permutation(len(Xq))
+    a = est.estimate_pdf(Xq)
+    b = est.estimate_pdf(Xq[perm])
+    np.testing.assert_allclose(b.objdata["yvals"], a.objdata["yvals"][perm], rtol=1e-6, atol=1e-10)
+    np.testing.assert_allclose(b.ancil["zforest"], a.ancil["zforest"][perm], rtol=1e-12)
+    for i in (0, 137, 299):
+        one = est.estimate_pdf(Xq[i:i + 1])
+        np.testing.assert_allclose(np.atleast_2d(one.objdata["yvals"])[0], a.objdata["yvals"][i], rtol=1e-6, atol=1e-10)
+        np.testing.assert_allclose(one.ancil["zforest"][0], a.ancil["zforest"][i], rtol=1e-12)

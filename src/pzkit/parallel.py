@@ -3,7 +3,8 @@
 Estimation of a large catalog is a map over row chunks. The heavy parts of the classical plugins (tree
 traversal in sklearn and scipy, numpy, LAPACK, the FFT) release the GIL, so threads give the speed-up of
 processes without copying the model or the chunk. Each chunk runs single-threaded inside (``n_jobs=1`` is
-passed down), so two levels of parallelism never compete for the cores.
+passed down, and BLAS/OpenMP pools are limited to one thread while the chunks run), so two levels of
+parallelism never compete for the cores.
 """
 
 import os
@@ -35,5 +36,10 @@ def map_row_chunks(func, X, chunk_size, n_jobs):
         return [func(X[i:i + chunk_size], n_jobs) for i in starts]
     from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(max_workers=min(n_threads, len(starts))) as pool:
+    from threadpoolctl import threadpool_limits
+
+    # BLAS/OpenMP pools down to one thread while our threads run: otherwise every chunk's matrix product
+    # starts its own pool on the same cores (the random forest's kernel product ran no faster on two
+    # threads than on one until this was set)
+    with threadpool_limits(1), ThreadPoolExecutor(max_workers=min(n_threads, len(starts))) as pool:
         return list(pool.map(lambda i: func(X[i:i + chunk_size], 1), starts))

@@ -39,8 +39,9 @@ class RandomForestPZ(PhotoZEstimator):
 
     It is built without a per-object loop: ``fit`` drops the training set down the forest once
     (``apply``) and stores every leaf's redshift distribution on the grid as one sparse matrix
-    L (n_leaves × nzbins); ``estimate_pdf`` builds the sparse leaf-membership matrix Q (n × n_leaves, T
-    entries of 1/T per row) from ``apply`` and computes Q·L·K with K the (nzbins × nzbins) kernel matrix.
+    L (n_leaves × nzbins); ``estimate_pdf`` finds every row's T leaves with ``apply``, sums their entries of L
+    with one bincount (the product Q·L with Q the leaf memberships, 1/T each), shrinks the result by
+    ``spread`` and multiplies by K, the (nzbins × nzbins) kernel matrix.
 
     ``estimate_pdf``'s ancil also carries ``zforest`` (the forest's own prediction, the mean over trees —
     the paper's point estimate) and ``zforest_std`` (the spread of the per-tree predictions).
@@ -188,6 +189,7 @@ class RandomForestPZ(PhotoZEstimator):
         self.leaf_index_ = leaf_index
         self.node_value_ = node_value
         self.leaf_pdf_ = L
+        self._entries = self._leaf_entries()
         forest_bytes = sum(t.node_count * (64 + 8) for t in trees)  # sklearn Node struct + value
         self.model_nbytes_ = int(forest_bytes + leaf_index.nbytes + node_value.nbytes + L.data.nbytes
                                  + L.indices.nbytes + L.indptr.nbytes)
@@ -208,6 +210,50 @@ class RandomForestPZ(PhotoZEstimator):
         K = np.exp(-0.5 * ((g[None, :] - g[:, None]) / hh) ** 2) / hh
         K[h == 0] = np.eye(g.size)[h == 0]
         return K
+
+    def _leaf_entries(self):
+        """Every leaf's (grid index, weight) pairs packed as one int64 per entry (two float32 halves), so that
+        ``estimate_pdf`` fetches both with one gather: the gathers are random reads over the whole model and
+        cost a cache miss each, and two separate ones (``indices``, ``data``) took twice as long."""
+        L = self.leaf_pdf_
+        packed = np.empty((L.nnz, 2), dtype=np.float32)
+        packed[:, 0] = L.indices  # grid indices < 2**24 are exact in float32
+        packed[:, 1] = L.data
+        return packed.view(np.int64).ravel()
+
+    # the packed copy is derived state: kept out of the saved model and rebuilt on load
+    def __getstate__(self):
+        state = dict(super().__getstate__())
+        state.pop("_entries", None)
+        return state
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        if "leaf_pdf_" in self.__dict__:
+            self._entries = self._leaf_entries()
+
+    def _mixture(self, leaves):
+        """The mean over trees of every row's leaf distributions on the grid, an (n, nzbins) array (before the
+        ``spread`` shrink and the kernel).
+
+        The rows' leaf entries are gathered into one flat list (row, grid point, weight) and deposited with
+        bincount: 4096 rows of the DC2-sized forest took 31 ms this way against 66 ms for the sparse product
+        Q·L (Q the rows' leaf memberships) it replaces."""
+        L = self.leaf_pdf_
+        g = self.zgrid_
+        n, T = leaves.shape
+        nz = g.size
+        hits = leaves.ravel()
+        start = L.indptr[hits]
+        lens = L.indptr[hits + 1] - start
+        ends = np.cumsum(lens)
+        # entry k of hit h sits at start[h] + k in the packed list
+        idx = np.arange(ends[-1] if ends.size else 0) + np.repeat(start - (ends - lens), lens)
+        entries = self._entries[idx].view(np.float32).reshape(-1, 2)
+        cols = entries[:, 0].astype(np.int64)
+        w = entries[:, 1].astype(np.float64)
+        row = np.repeat(np.arange(n), np.add.reduceat(lens, np.arange(0, n * T, T)) if n else 0)
+        return np.bincount(row * nz + cols, weights=w, minlength=n * nz).reshape(n, nz) / T
 
     def _shrink(self, P):
         """Move the mass at every grid point z_j to z̄ + spread·(z_j − z̄), z̄ = the row's weighted mean, and
@@ -233,32 +279,48 @@ class RandomForestPZ(PhotoZEstimator):
             return np.stack([tree.apply(X32, check_input=False) for tree in self.forest_.estimators_], axis=1)
         return self.forest_.apply(X)
 
-    def _chunk(self, X, n_jobs, K):
-        from scipy.sparse import csr_matrix
+    # rows per block after the tree traversal: the block's gathered leaf entries and its (rows × nzbins)
+    # float64 temporaries then stay in the core's cache. Unblocked, these memory-bound steps did not speed up
+    # at all on a second thread; in 256-row blocks they ran 1.8x faster on two (4096-row chunks, DC2-sized forest)
+    _BLOCK = 256
 
-        n = X.shape[0]
-        T = self.node_offset_.size
+    def _chunk(self, X, n_jobs, K):
         nodes = self._leaves(X, n_jobs) + self.node_offset_[None, :]
-        Q = csr_matrix(
-            (np.full(n * T, 1.0 / T, dtype=np.float32), self.leaf_index_[nodes].ravel(), np.arange(0, n * T + 1, T)),
-            shape=(n, self.leaf_pdf_.shape[0]),
-        )
-        P = (Q @ self.leaf_pdf_).toarray().astype(np.float64)
-        if self.spread != 1:
-            P = self._shrink(P)
-        vals = P if K is None else P @ K
+        leaves = self.leaf_index_[nodes]
+        vals = np.empty((X.shape[0], self.zgrid_.size))
+        for i in range(0, X.shape[0], self._BLOCK):
+            P = self._mixture(leaves[i:i + self._BLOCK])
+            if self.spread != 1:
+                P = self._shrink(P)
+            vals[i:i + self._BLOCK] = P if K is None else P @ K
         tree_pred = self.node_value_[nodes]
         return vals, tree_pred.mean(axis=1), tree_pred.std(axis=1)
+
+    def _traversal_order(self, X):
+        """Rows ordered by the first tree's prediction (stable sort). Rows that are neighbours in this order
+        take nearly the same paths through every tree, so a chunk walks a small, cache-resident part of each
+        tree instead of all of it: on the DC2-sized forest (100 trees of ~25k nodes) ``apply`` went from 28.5
+        to 16.5 µs per row with 4096-row chunks. Each row's output does not depend on its neighbours."""
+        first = self.forest_.estimators_[0].tree_
+        X32 = np.ascontiguousarray(X, dtype=np.float32)
+        return np.argsort(first.predict(X32).reshape(X32.shape[0], -1)[:, 0], kind="stable")
 
     def _estimate_pdf(self, X):
         from pzkit.parallel import map_row_chunks
 
         K = self._kernel()
-        parts = map_row_chunks(lambda chunk, jobs: self._chunk(chunk, jobs, K), X, self.chunk_size, self.n_jobs)
-        vals = np.concatenate([p[0] for p in parts]) if len(parts) > 1 else parts[0][0]
+        order = self._traversal_order(X)
+        parts = map_row_chunks(lambda chunk, jobs: self._chunk(chunk, jobs, K), X[order], self.chunk_size,
+                               self.n_jobs)
+        vals = np.empty((X.shape[0], self.zgrid_.size))
+        zforest, zforest_std = np.empty(X.shape[0]), np.empty(X.shape[0])
+        start = 0
+        for v, mean, std in parts:  # back to the input order
+            rows = order[start:start + v.shape[0]]
+            vals[rows], zforest[rows], zforest_std[rows] = v, mean, std
+            start += v.shape[0]
         ens = self._interp_ensemble(vals)
-        ens._pzkit_extra_ancil = {"zforest": np.concatenate([p[1] for p in parts]),
-                                  "zforest_std": np.concatenate([p[2] for p in parts])}
+        ens._pzkit_extra_ancil = {"zforest": zforest, "zforest_std": zforest_std}
         return ens
 
     def estimate_pdf(self, X, ids=None, **side_inputs):
