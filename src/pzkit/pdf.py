@@ -127,9 +127,12 @@ def total_mass(ens, zgrid):
     return np.atleast_2d(ens.pdf(fine)) @ _trapezoid_weights(fine)
 
 
-# Rows per block of the vectorised summaries: a (4096, 301) float64 temporary is 10 MB, small enough for
-# malloc to reuse (arrays above 32 MB are fresh mmaps that page-fault on every touch) and for the cache.
-BLOCK_ROWS = 4096
+# Rows per block of the vectorised summaries and of the compact-storage encoding: a (512, 301) float64
+# temporary is 1.2 MB and stays in a core's L2 cache. Measured on 25,000 PDFs of 301 points (one thread):
+# summaries 4.5 -> 2.4 µs and quantile encoding 9.0 -> 4.9 µs per PDF going from 4096-row to 512-row blocks
+# (256 rows: no better). Larger blocks also page-fault: malloc hands arrays above its mmap threshold (at
+# most 32 MB) to fresh mmaps and returns freed heap tops to the system.
+BLOCK_ROWS = 512
 
 
 def row_blocks(n, size=BLOCK_ROWS):

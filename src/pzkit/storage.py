@@ -80,20 +80,23 @@ def grid_quantiles(x, cdf, quants):
     quants = np.asarray(quants, dtype=np.float64)
     scale = float(2**40)
     offset = np.arange(n, dtype=np.int64)[:, None] * (4 * 2**40)
-    flat = (np.rint(cdf * scale).astype(np.int64) + offset).ravel()
+    flat = np.rint(cdf * scale).astype(np.int64)
+    flat += offset
+    flat = flat.ravel()
     base = np.arange(n, dtype=np.int64)[:, None] * m
     rows = np.arange(n)[:, None]
     qi = np.clip(quants, 0.0, 1.0)
     targets = np.rint(qi * scale).astype(np.int64)
     # first point with CDF >= q for 0 < q < 1; for q = 0 the last point with CDF == 0, for q = 1 the first with 1
     side_left = np.searchsorted(flat, (targets[None, :] + offset).ravel(), side="left").reshape(n, -1) - base
-    side_right = np.searchsorted(flat, (targets[None, :] + offset).ravel(), side="right").reshape(n, -1) - base
     j = np.clip(side_left, 1, m - 1)
     c0, c1 = cdf[rows, j - 1], cdf[rows, j]
     frac = np.where(c1 > c0, (qi[None, :] - c0) / np.where(c1 > c0, c1 - c0, 1.0), 0.0)
     out = x[j - 1] + np.clip(frac, 0.0, 1.0) * (x[j] - x[j - 1])
-    if np.any(quants <= 0):
-        out[:, quants <= 0] = x[np.clip(side_right[:, quants <= 0] - 1, 0, m - 1)]
+    low = quants <= 0
+    if np.any(low):  # the right-side search only for these columns: it cost as much as the left one
+        side_right = np.searchsorted(flat, (targets[None, low] + offset).ravel(), side="right").reshape(n, -1) - base
+        out[:, low] = x[np.clip(side_right - 1, 0, m - 1)]
     if np.any(quants >= 1):
         out[:, quants >= 1] = x[np.clip(side_left[:, quants >= 1], 0, m - 1)]
     return np.maximum.accumulate(out, axis=1)  # rounding must not make a quantile run backwards
