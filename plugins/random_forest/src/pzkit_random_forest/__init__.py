@@ -87,7 +87,9 @@ class RandomForestPZ(PhotoZEstimator):
     leaf share grid points). So the fitted model needs at most ≈ T·(100·s/m + 24) bytes per training row.
     Measured on DC2 (10,225 rows, T = 100; ``model_nbytes_``): 12.3 KB per training row with the defaults
     (126 MB), 1.05 KB per row with ``max_samples=0.2, min_samples_leaf=5`` (11 MB). ``estimate_pdf`` needs
-    ≈ 8·(T + 3·nzbins) bytes per row of a chunk plus its output.
+    ≈ 8·(2.5·T + nzbins) bytes per row of a chunk (node numbers, leaf numbers, per-tree values, densities)
+    plus the output, and a packed copy of the leaf distributions (8 bytes per entry of ``leaf_pdf_``, rebuilt
+    on load, not saved).
 
     Attributes
     ----------
