@@ -267,6 +267,14 @@ def main():
                                                                for p in vparts], "runs": vruns,
                                      "reference_rf_catalogue_colours_sigma_nmad": rf_reference(vruns)}
         reference = rf_reference(runs)
+        groups = {}
+        for r in probes:
+            groups.setdefault((r["variant"], json.dumps(r["overrides"], sort_keys=True)), []).append(r)
+        probe_summaries = []
+        for (variant, overrides), rs in sorted(groups.items()):
+            ptable, pratios = summarise(rs)
+            probe_summaries.append({"variant": variant, "overrides": json.loads(overrides), "summary": ptable,
+                                    "ratios": {k: v for k, v in pratios.items() if k.startswith("pita_over")}})
         write_json(OUT, {
             "benchmark": "pita_candels_like", "date": time.strftime("%Y-%m-%d"),
             "machine": f"2-core CPU container, shared with parallel jobs ({platform.processor() or platform.machine()})",
@@ -276,13 +284,18 @@ def main():
             "parts": [{k: v for k, v in p.items() if k != "runs"} for p in parts],
             "summary": table, "acceptance": acceptance,
             "reference_rf_catalogue_colours_sigma_nmad": reference, "runs": runs,
-            "diagnostic_variants": diagnostics, "probes": probes})
+            "diagnostic_variants": diagnostics, "probes": probes, "probe_summaries": probe_summaries})
         print("RF on catalogue colours, σ_NMAD:", json.dumps(reference))
         print(json.dumps(acceptance, indent=1))
         for row in table:
             print(f"{row['method']:22s} {row['n_labelled']:5d}  NMAD mode {row['pdf_mode.sigma_nmad']:.4f}"
                   f" median {row['pdf_median.sigma_nmad']:.4f} huber {row['huber_point.sigma_nmad']:.4f}"
                   f"  outl {row['pdf_mode.outlier_rate']:.3f}  fit {row['fit_seconds']:.0f}s")
+        for ps in probe_summaries:
+            print(f"probe {ps['variant']} {ps['overrides']}:")
+            for row in ps["summary"]:
+                print(f"  {row['method']:20s} {row['n_labelled']:5d} n_seeds {row['n_seeds']}  NMAD median "
+                      f"{row['pdf_median.sigma_nmad']:.4f}")
         for name, diag in diagnostics.items():
             print(f"{name} variant:")
             for row in diag["summary"]:
