@@ -4,6 +4,7 @@
     python benchmarks/scale.py --parts storage      # only the DC2 storage-accuracy table
     python benchmarks/scale.py --sizes 10000000 --parts throughput --estimators random_forest
     python benchmarks/scale.py --parts light        # lighter settings: throughput on 1M rows vs DC2 accuracy
+    python benchmarks/scale.py --parts light --light-rows 10000000 --light-only random_forest_n_estimators30
     python benchmarks/scale.py --parts ceiling      # the stream's own cost (train_z: no per-object model work)
 
 The catalogs are LSST-like photometry made with ``pzkit.sims.make("lsst_like", ...)`` in pieces of 250,000
@@ -261,7 +262,7 @@ LIGHT = [("knn_local_linear", {}), ("knn_local_linear", {"n_neighbors": 50}), ("
          ("random_forest", {"n_estimators": 30, "min_samples_leaf": 5})]
 
 
-def part_light(n, chunk_size):
+def part_light(n, chunk_size, only=None):
     """Lighter settings than the defaults: streaming throughput on ``n`` rows against accuracy on DC2 (fitted on
     the DC2 training split, scored on its validation split by the shared harness): what speed costs."""
     import pzkit
@@ -270,6 +271,8 @@ def part_light(n, chunk_size):
     rows = []
     for name, params in LIGHT:
         tag = "".join(f"_{k}{v}" for k, v in params.items())
+        if only and name + tag not in only:
+            continue
         model = fit_model(name, params, tag)
         r = run_child(model, catalog, os.path.join(cache_dir(), f"light_{name}{tag}.hdf5"), "quantiles", chunk_size)
         report = pzkit.evaluate([(name + tag, pzkit.make_estimator(name, n_jobs=-1, **params))], "dc2",
@@ -381,6 +384,8 @@ def main(argv=None):
                    help="comma-separated: throughput, kill, dask, storage, light (lighter settings: speed vs DC2 "
                         "accuracy), ceiling (the stream's own cost, with train_z)")
     p.add_argument("--light-rows", type=int, default=1_000_000)
+    p.add_argument("--light-only", nargs="*", default=None, metavar="NAME",
+                   help="light settings to run, by model name, e.g. random_forest_n_estimators30 (default: all)")
     p.add_argument("--sizes", type=int, nargs="+", default=[250_000, 1_000_000])
     p.add_argument("--estimators", nargs="+", default=["knn_local_linear", "random_forest"])
     p.add_argument("--chunk-size", type=int, default=25_000)
@@ -412,7 +417,13 @@ def main(argv=None):
     if "ceiling" in parts:
         merge_results({"pipeline_ceiling": part_ceiling(args.light_rows, args.chunk_size)})
     if "light" in parts:
-        merge_results({"light_models": part_light(args.light_rows, args.chunk_size)})
+        rows = part_light(args.light_rows, args.chunk_size, args.light_only)
+        key = lambda r: (r["estimator"], json.dumps(r["params"], sort_keys=True), r["rows"])  # noqa: E731
+        old = {}
+        if os.path.exists(RESULTS):
+            old = {key(r): r for r in json.load(open(RESULTS)).get("light_models", [])}
+        old.update({key(r): r for r in rows})
+        merge_results({"light_models": list(old.values())})
     return 0
 
 
