@@ -240,8 +240,13 @@ def main():
                 part["variant"] = args.variant
                 if overrides:
                     part["overrides"] = overrides
+                # runs with other steps or counts than the part's default get their own file, so that they
+                # never overwrite another run's partial results
                 suffix = ("" if args.variant == "default" else f"_{args.variant}") + (
-                    f"_from_seed{args.first_seed}" if args.first_seed else "") + "".join(
+                    f"_from_seed{args.first_seed}" if args.first_seed else "") + (
+                    f"_steps{args.steps}" if args.steps not in (1000, 4000) else "") + (
+                    "_counts" + "_".join(map(str, args.counts)) if args.part != "ablations"
+                    and tuple(args.counts) != LABEL_COUNTS and len(args.counts) < 2 else "") + "".join(
                     f"_{k}-{v}" for k, v in overrides.items())
                 with open(os.path.join(PARTIAL, f"{args.part}{suffix}.json"), "w") as fh:
                     json.dump(part, fh)
@@ -269,11 +274,12 @@ def main():
         reference = rf_reference(runs)
         groups = {}
         for r in probes:
-            groups.setdefault((r["variant"], json.dumps(r["overrides"], sort_keys=True)), []).append(r)
+            groups.setdefault((r["variant"], json.dumps(r["overrides"], sort_keys=True), r["steps"]), []).append(r)
         probe_summaries = []
-        for (variant, overrides), rs in sorted(groups.items()):
+        for (variant, overrides, steps), rs in sorted(groups.items()):
             ptable, pratios = summarise(rs)
-            probe_summaries.append({"variant": variant, "overrides": json.loads(overrides), "summary": ptable,
+            probe_summaries.append({"variant": variant, "overrides": json.loads(overrides), "steps": steps,
+                                    "summary": ptable,
                                     "ratios": {k: v for k, v in pratios.items() if k.startswith("pita_over")}})
         write_json(OUT, {
             "benchmark": "pita_candels_like", "date": time.strftime("%Y-%m-%d"),
@@ -292,7 +298,7 @@ def main():
                   f" median {row['pdf_median.sigma_nmad']:.4f} huber {row['huber_point.sigma_nmad']:.4f}"
                   f"  outl {row['pdf_mode.outlier_rate']:.3f}  fit {row['fit_seconds']:.0f}s")
         for ps in probe_summaries:
-            print(f"probe {ps['variant']} {ps['overrides']}:")
+            print(f"probe {ps['variant']} {ps['overrides']} {ps['steps']} steps:")
             for row in ps["summary"]:
                 print(f"  {row['method']:20s} {row['n_labelled']:5d} n_seeds {row['n_seeds']}  NMAD median "
                       f"{row['pdf_median.sigma_nmad']:.4f}")

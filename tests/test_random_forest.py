@@ -149,3 +149,15 @@ def test_output_rows_follow_the_input_order_whatever_the_traversal_order():
         one = est.estimate_pdf(Xq[i:i + 1])
         np.testing.assert_allclose(np.atleast_2d(one.objdata["yvals"])[0], a.objdata["yvals"][i], rtol=1e-6, atol=1e-10)
         np.testing.assert_allclose(one.ancil["zforest"][0], a.ancil["zforest"][i], rtol=1e-12)
+
+
+def test_packed_leaf_entries_are_left_out_of_the_state_and_rebuilt_on_load():
+    import pickle
+
+    X, z = pzkit.testing.make_toy_catalog(500, random_state=3)
+    est = RandomForestPZ(n_estimators=5, random_state=0).fit(X[:400], z[:400])
+    assert "_entries" not in est.__getstate__()
+    loaded = pickle.loads(pickle.dumps(est))
+    np.testing.assert_array_equal(loaded._entries, est._entries)
+    np.testing.assert_array_equal(loaded.estimate_pdf(X[400:]).objdata["yvals"],
+                                  est.estimate_pdf(X[400:]).objdata["yvals"])

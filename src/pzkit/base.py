@@ -84,6 +84,9 @@ class PhotoZEstimator(RegressorMixin, BaseEstimator):
     _learns = True
     #: sklearn checks expected to fail for this estimator, name -> reason (reported by the conformance suite).
     _expected_failed_sklearn_checks = {}
+    #: Fitted attributes computed from the other fitted state (search trees, packed copies): left out of
+    #: ``__getstate__`` (so out of saved models and pickles) and rebuilt on load by ``_rebuild_derived_state``.
+    _derived_attributes = ()
 
     def __init__(self, zmin=0.0, zmax=3.0, nzbins=301, point_estimate="mode", random_state=None):
         self.zmin = zmin
@@ -256,6 +259,21 @@ class PhotoZEstimator(RegressorMixin, BaseEstimator):
                     "this is a bug in the estimator"
                 )
         return ens
+
+    def _rebuild_derived_state(self):
+        """Compute the ``_derived_attributes`` from the rest of the fitted state; called by the subclass's
+        ``_fit`` and by ``__setstate__`` when a saved or pickled model is loaded."""
+
+    def __getstate__(self):
+        state = dict(super().__getstate__())
+        for name in self._derived_attributes:
+            state.pop(name, None)
+        return state
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        if "zgrid_" in self.__dict__ and any(name not in self.__dict__ for name in self._derived_attributes):
+            self._rebuild_derived_state()
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -191,7 +191,7 @@ class RandomForestPZ(PhotoZEstimator):
         self.leaf_index_ = leaf_index
         self.node_value_ = node_value
         self.leaf_pdf_ = L
-        self._entries = self._leaf_entries()
+        self._rebuild_derived_state()
         forest_bytes = sum(t.node_count * (64 + 8) for t in trees)  # sklearn Node struct + value
         self.model_nbytes_ = int(forest_bytes + leaf_index.nbytes + node_value.nbytes + L.data.nbytes
                                  + L.indices.nbytes + L.indptr.nbytes)
@@ -224,15 +224,10 @@ class RandomForestPZ(PhotoZEstimator):
         return packed.view(np.int64).ravel()
 
     # the packed copy is derived state: kept out of the saved model and rebuilt on load
-    def __getstate__(self):
-        state = dict(super().__getstate__())
-        state.pop("_entries", None)
-        return state
+    _derived_attributes = ("_entries",)
 
-    def __setstate__(self, state):
-        super().__setstate__(state)
-        if "leaf_pdf_" in self.__dict__:
-            self._entries = self._leaf_entries()
+    def _rebuild_derived_state(self):
+        self._entries = self._leaf_entries()
 
     def _mixture(self, leaves):
         """The mean over trees of every row's leaf distributions on the grid, an (n, nzbins) array (before the
