@@ -24,7 +24,7 @@ every model), using the true redshifts only to score: σ_MAD (= σ_NMAD) and out
 PDF median; Wasserstein-1 between the stacked-PDF n(z) and the true n(z) in six i bins (< 20, 20–21, …,
 24–25); the share of PDFw > 1.5 (overall and at 24 < i < 25); a post-hoc domain probe (logistic regression,
 5-fold CV accuracy, balanced source-validation vs target objects, on the standardised, flattened graft-layer
-features of member 0); and the source-validation σ_MAD and outlier rate.
+features of member 0, and the same on their channel means); and the source-validation σ_MAD and outlier rate.
 
 CPU scale (what the committed numbers use, one thread per process on a 2-core machine): centre-cropped
 16×16 stamps (2.7″) instead of 32×32, branch width 8, trunk (16, 16, 32, 32, 32, 32), FC 64, discriminator
@@ -111,8 +111,13 @@ def evaluate(est, Xs_val, zs_val, Xt, zt, imag_t, seed):
     zps = np.asarray(est.predict(Xs_val))
     out["source_val"] = {"n": int(len(zs_val)), "sigma_mad": float(sigma_nmad(zs_val, zps)),
                          "outlier_rate": float(outlier_rate(zs_val, zps))}
-    out["probe_accuracy"] = probe_accuracy(est.graft_features(Xs_val), est.graft_features(Xt[:len(Xs_val) * 2]),
-                                           seed)
+    fs, ft = est.graft_features(Xs_val), est.graft_features(Xt[:len(Xs_val) * 2])
+    out["probe_accuracy"] = probe_accuracy(fs, ft, seed)
+    # the same probe on the channel means (spatially pooled maps): does the domain signal left sit in the
+    # spatial layout (the target's wider PSF) or in what the channels respond to?
+    channels = int(est.trunk_widths[est.graft_layer - 1])
+    out["probe_accuracy_pooled"] = probe_accuracy(fs.reshape(len(fs), channels, -1).mean(axis=2),
+                                                  ft.reshape(len(ft), channels, -1).mean(axis=2), seed)
     return out, zp
 
 
@@ -179,42 +184,55 @@ def run_seed(seed, args, net, results, out_path):
         write_json(out_path, results)
 
 
+def _model_summary(rows):
+    mean = lambda f: float(np.mean([f(r) for r in rows]))  # noqa: E731
+    out = {
+        "target_sigma_mad": mean(lambda r: r["target"]["sigma_mad"]),
+        "target_outlier_rate": mean(lambda r: r["target"]["outlier_rate"]),
+        "target_pdfw_gt_1.5": mean(lambda r: r["target"]["pdfw_gt_1.5"]),
+        "target_pdfw_gt_1.5_i24_25": mean(lambda r: r["target_by_imag"][-1].get("pdfw_gt_1.5", np.nan)),
+        "target_w1_by_imag": [float(np.mean([r["target_by_imag"][k].get("w1", np.nan) for r in rows]))
+                              for k in range(len(MAG_BINS))],
+        "target_w1_by_imag_seed_std": [float(np.std([r["target_by_imag"][k].get("w1", np.nan) for r in rows]))
+                                       for k in range(len(MAG_BINS))],
+        "probe_accuracy": mean(lambda r: r["probe_accuracy"]),
+        "source_val_sigma_mad": mean(lambda r: r["source_val"]["sigma_mad"]),
+        "source_val_outlier_rate": mean(lambda r: r["source_val"]["outlier_rate"]),
+        "fit_s": mean(lambda r: r["fit_s"]),
+    }
+    if all("probe_accuracy_pooled" in r for r in rows):
+        out["probe_accuracy_pooled"] = mean(lambda r: r["probe_accuracy_pooled"])
+    if "target_faint_frac_pred_in_label_range" in rows[0]:
+        out["target_faint_frac_pred_in_label_range"] = mean(lambda r: r["target_faint_frac_pred_in_label_range"])
+        out["target_faint_frac_true_in_label_range"] = mean(lambda r: r["target_faint_frac_true_in_label_range"])
+    return out
+
+
 def summarise(results):
-    seeds = list(results["seeds"].values())
-    names = [m for m in MODELS if all(m in s["models"] for s in seeds)]
+    """Means over the seeds each model ran on; every model is compared with the baseline on the same seeds."""
+    seeds = results["seeds"]
     summary = {}
-    for name in names:
-        rows = [s["models"][name] for s in seeds]
-        mean = lambda f: float(np.mean([f(r) for r in rows]))  # noqa: E731
-        summary[name] = {
-            "target_sigma_mad": mean(lambda r: r["target"]["sigma_mad"]),
-            "target_outlier_rate": mean(lambda r: r["target"]["outlier_rate"]),
-            "target_pdfw_gt_1.5": mean(lambda r: r["target"]["pdfw_gt_1.5"]),
-            "target_pdfw_gt_1.5_i24_25": mean(lambda r: r["target_by_imag"][-1].get("pdfw_gt_1.5", np.nan)),
-            "target_w1_by_imag": [float(np.mean([r["target_by_imag"][k].get("w1", np.nan) for r in rows]))
-                                  for k in range(len(MAG_BINS))],
-            "probe_accuracy": mean(lambda r: r["probe_accuracy"]),
-            "source_val_sigma_mad": mean(lambda r: r["source_val"]["sigma_mad"]),
-            "source_val_outlier_rate": mean(lambda r: r["source_val"]["outlier_rate"]),
-            "fit_s": mean(lambda r: r["fit_s"]),
+    for name in MODELS:
+        have = [k for k, s in seeds.items() if name in s["models"]]
+        if not have:
+            continue
+        summary[name] = dict(_model_summary([seeds[k]["models"][name] for k in have]), seeds=[int(k) for k in have])
+        if name == "baseline":
+            continue
+        paired = [k for k in have if "baseline" in seeds[k]["models"]]
+        if not paired:
+            continue
+        s = _model_summary([seeds[k]["models"][name] for k in paired])
+        base = _model_summary([seeds[k]["models"]["baseline"] for k in paired])
+        summary[name]["vs_baseline"] = {
+            "seeds": [int(k) for k in paired],
+            "target_sigma_mad_gain": 1 - s["target_sigma_mad"] / base["target_sigma_mad"],
+            "target_outlier_gain": 1 - s["target_outlier_rate"] / max(base["target_outlier_rate"], 1e-12),
+            "w1_better_in_bins": [bool(a < b) for a, b in zip(s["target_w1_by_imag"], base["target_w1_by_imag"])],
+            "pdfw_gt_1.5_change": s["target_pdfw_gt_1.5"] - base["target_pdfw_gt_1.5"],
+            "source_sigma_mad_change": s["source_val_sigma_mad"] / base["source_val_sigma_mad"] - 1,
+            "source_outlier_change": s["source_val_outlier_rate"] / max(base["source_val_outlier_rate"], 1e-12) - 1,
         }
-        if "target_faint_frac_pred_in_label_range" in rows[0]:
-            summary[name]["target_faint_frac_pred_in_label_range"] = mean(
-                lambda r: r["target_faint_frac_pred_in_label_range"])
-            summary[name]["target_faint_frac_true_in_label_range"] = mean(
-                lambda r: r["target_faint_frac_true_in_label_range"])
-    if "baseline" in summary:
-        base = summary["baseline"]
-        for name, s in summary.items():
-            if name == "baseline":
-                continue
-            s["vs_baseline"] = {
-                "target_sigma_mad_gain": 1 - s["target_sigma_mad"] / base["target_sigma_mad"],
-                "target_outlier_gain": 1 - s["target_outlier_rate"] / max(base["target_outlier_rate"], 1e-12),
-                "w1_better_in_bins": [bool(a < b) for a, b in zip(s["target_w1_by_imag"], base["target_w1_by_imag"])],
-                "source_sigma_mad_change": s["source_val_sigma_mad"] / base["source_val_sigma_mad"] - 1,
-                "source_outlier_change": s["source_val_outlier_rate"] / max(base["source_val_outlier_rate"], 1e-12) - 1,
-            }
     return summary
 
 
