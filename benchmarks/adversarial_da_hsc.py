@@ -200,8 +200,10 @@ def _model_summary(rows):
         "source_val_outlier_rate": mean(lambda r: r["source_val"]["outlier_rate"]),
         "fit_s": mean(lambda r: r["fit_s"]),
     }
-    if all("probe_accuracy_pooled" in r for r in rows):
-        out["probe_accuracy_pooled"] = mean(lambda r: r["probe_accuracy_pooled"])
+    pooled = [r["probe_accuracy_pooled"] for r in rows if "probe_accuracy_pooled" in r]
+    if pooled:  # added later than the other metrics: runs before it lack it
+        out["probe_accuracy_pooled"] = float(np.mean(pooled))
+        out["probe_accuracy_pooled_n_seeds"] = len(pooled)
     if "target_faint_frac_pred_in_label_range" in rows[0]:
         out["target_faint_frac_pred_in_label_range"] = mean(lambda r: r["target_faint_frac_pred_in_label_range"])
         out["target_faint_frac_true_in_label_range"] = mean(lambda r: r["target_faint_frac_true_in_label_range"])
