@@ -24,24 +24,15 @@ def _tricube(dist):
     return (1.0 - u**3) ** 3
 
 
-def _row_sums(rows, values, n_rows):
-    """(n_rows, q) sums of ``values`` (m, q) grouped by ``rows`` (m,), as one sparse matrix product."""
-    from scipy.sparse import csr_matrix
-
-    m = rows.size
-    S = csr_matrix((np.ones(m), (rows, np.arange(m))), shape=(n_rows, m))
-    return np.asarray(S @ values)
-
-
 def local_linear_fit(D, z, w0, clip_sigma=2.0, max_clip_iter=5, ridge=1e-10, degree=1):
     """Clipped weighted local polynomial fit of ``z`` on neighbour offsets ``D``, for many queries at once.
 
-    The normal equations (AᵀWA + λI) c = AᵀWz of every query are built once with batched matmul and solved
-    with a batched ``numpy.linalg.solve``; each clipping pass then *downdates* AᵀWA and AᵀWz by the
-    neighbours it dropped (a segmented sum over the dropped rows only) instead of rebuilding them, so a pass
-    costs one batched solve and one batched residual evaluation. λ = ``ridge`` × mean diagonal of the
-    initial AᵀWA keeps singular rows (duplicated neighbours, fewer points than parameters) solvable; such
-    rows are caught by the estimator's fallback tests.
+    The normal equations (AᵀWA + λI) c = AᵀWz of every query are built with batched matmul and solved with
+    a batched ``numpy.linalg.solve``; each clipping pass rebuilds them with the dropped neighbours' weights
+    set to 0 (measured as fast as downdating by the dropped neighbours, which it replaced, and free of
+    cancellation). λ = ``ridge`` × mean diagonal of the initial AᵀWA keeps singular rows (duplicated
+    neighbours, fewer points than parameters) solvable; such rows are caught by the estimator's fallback
+    tests.
 
     Parameters
     ----------
@@ -67,19 +58,28 @@ def local_linear_fit(D, z, w0, clip_sigma=2.0, max_clip_iter=5, ridge=1e-10, deg
     scatter : (n,) weighted RMS of the kept residuals.
     """
     n, k = z.shape
-    if degree == 0:
-        A = np.ones((n, k, 1))
-    else:
-        A = np.empty((n, k, D.shape[2] + 1))
-        A[:, :, 0] = 1.0
-        A[:, :, 1:] = D
-    p = A.shape[2]
-    At = (A * w0[:, :, None]).transpose(0, 2, 1)
-    G = np.matmul(At, A)
-    b = np.matmul(At, z[:, :, None])[:, :, 0]
-    del At
+    p = 1 if degree == 0 else D.shape[2] + 1
+    G = np.empty((n, p, p))
+    b = np.empty((n, p))
+    Dw = np.empty_like(D) if p > 1 else None
     diag = np.arange(p)
-    G[:, diag, diag] += (ridge * np.trace(G, axis1=1, axis2=2) / p + 1e-300)[:, None]  # fixed ridge λ
+
+    def normal_equations(w):
+        # the design matrix A = [1, D] is never built: its (n, k, p) float64 copies were fresh page-faulting
+        # allocations at the default chunk size; the blocks of AᵀWA are sums over w, w·D and D
+        G[:, 0, 0] = w.sum(axis=1)
+        b[:, 0] = (w * z).sum(axis=1)
+        if p > 1:
+            np.multiply(D, w[:, :, None], out=Dw)
+            DwT = Dw.transpose(0, 2, 1)  # (n, d, k)
+            G[:, 0, 1:] = np.matmul(w[:, None, :], D)[:, 0, :]
+            G[:, 1:, 0] = G[:, 0, 1:]
+            G[:, 1:, 1:] = np.matmul(DwT, D)
+            b[:, 1:] = np.matmul(DwT, z[:, :, None])[:, :, 0]
+
+    normal_equations(w0)
+    lam = ridge * np.trace(G, axis1=1, axis2=2) / p + 1e-300  # fixed ridge λ, from the first pass
+    G[:, diag, diag] += lam[:, None]
     keep = w0 > 0
     wk = np.where(keep, w0, 0.0)
     wsum = wk.sum(axis=1)
@@ -89,7 +89,9 @@ def local_linear_fit(D, z, w0, clip_sigma=2.0, max_clip_iter=5, ridge=1e-10, deg
         # every pass works on all rows (a batched solve and residuals are cheaper than gathering a subset);
         # rows that stopped changing get the same solution again
         coef = np.linalg.solve(G, b[:, :, None])[:, :, 0]
-        resid = z - np.matmul(A, coef[:, :, None])[:, :, 0]
+        resid = z - coef[:, :1]
+        if p > 1:
+            resid -= np.matmul(D, coef[:, 1:, None])[:, :, 0]
         scatter = np.sqrt((wk * resid * resid).sum(axis=1) / np.where(wsum > 0, wsum, 1.0))
         if it == n_pass:
             break
@@ -100,17 +102,11 @@ def local_linear_fit(D, z, w0, clip_sigma=2.0, max_clip_iter=5, ridge=1e-10, deg
         if not changed.any():
             break
         drop &= changed[:, None]
-        rows, ki = np.nonzero(drop)  # row-major: rows is sorted
-        a = A[rows, ki]
-        wv = w0[rows, ki]
-        aw = a * wv[:, None]
-        down = _row_sums(rows, np.concatenate([(aw[:, :, None] * a[:, None, :]).reshape(-1, p * p),
-                                               aw * z[rows, ki][:, None]], axis=1), n)
-        G -= down[:, : p * p].reshape(n, p, p)
-        b -= down[:, p * p:]
-        keep[rows, ki] = False
-        wk[rows, ki] = 0.0
+        keep &= ~drop
+        wk[drop] = 0.0
         wsum = wk.sum(axis=1)
+        normal_equations(wk)  # rebuilt rather than downdated: as fast, and no cancellation
+        G[:, diag, diag] += lam[:, None]
         active = changed
     return coef, resid, keep, scatter
 
@@ -346,9 +342,12 @@ class KNNLocalLinear(PhotoZEstimator):
         coef, resid, keep, scatter = local_linear_fit(D, z, w0, self.clip_sigma, self.max_clip_iter, self.ridge)
         zfit = coef[:, 0]
         kept = keep & (w0 > 0)
-        km = kept[:, :, None]
-        inside = np.all((np.where(km, D, np.inf).min(axis=1) <= 0) & (np.where(km, D, -np.inf).max(axis=1) >= 0),
-                        axis=1)
+        # inside the kept neighbours' bounding box: in every dimension, some kept offset is <= 0 and some >= 0.
+        # Counted with two batched (1 × k)·(k × d) products: 4× faster than min/max over masked copies of D
+        k32 = kept[:, None, :].astype(np.float32)
+        below = np.matmul(k32, (D <= 0).astype(np.float32))[:, 0]
+        above = np.matmul(k32, (D >= 0).astype(np.float32))[:, 0]
+        inside = np.all((below > 0) & (above > 0), axis=1)
         fallback = (kept.sum(axis=1) < d + 2) | ~np.isfinite(zfit)
         fallback |= (zfit < z.min(axis=1)) | (zfit > z.max(axis=1))
         if self.outside == "mean":
