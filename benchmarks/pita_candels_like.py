@@ -206,6 +206,19 @@ def summarise(runs):
     return table, acceptance
 
 
+def partial_path(part, variant, first_seed, steps, counts, overrides):
+    """The partial-results file of one run: every setting that differs from the part's defaults is in its
+    name, so runs with other settings never overwrite each other (a rerun of the same command replaces its
+    own file)."""
+    name = part + ("" if variant == "default" else f"_{variant}") + (f"_from_seed{first_seed}" if first_seed else "")
+    if part != "reference" and steps != 1000:  # the reference is a random forest: no steps
+        name += f"_steps{steps}"
+    if part != "ablations" and tuple(counts) != LABEL_COUNTS:  # the ablations run at 1,000 labels only
+        name += "_counts" + "_".join(map(str, counts))
+    name += "".join(f"_{k}-{v}" for k, v in overrides.items())
+    return os.path.join(PARTIAL, name + ".json")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--part", choices=("curve", "ablations", "reference"))
@@ -240,15 +253,8 @@ def main():
                 part["variant"] = args.variant
                 if overrides:
                     part["overrides"] = overrides
-                # runs with other steps or counts than the part's default get their own file, so that they
-                # never overwrite another run's partial results
-                suffix = ("" if args.variant == "default" else f"_{args.variant}") + (
-                    f"_from_seed{args.first_seed}" if args.first_seed else "") + (
-                    f"_steps{args.steps}" if args.steps not in (1000, 4000) else "") + (
-                    "_counts" + "_".join(map(str, args.counts)) if args.part != "ablations"
-                    and tuple(args.counts) != LABEL_COUNTS and len(args.counts) < 2 else "") + "".join(
-                    f"_{k}-{v}" for k, v in overrides.items())
-                with open(os.path.join(PARTIAL, f"{args.part}{suffix}.json"), "w") as fh:
+                path = partial_path(args.part, args.variant, args.first_seed, args.steps, args.counts, overrides)
+                with open(path, "w") as fh:
                     json.dump(part, fh)
         print("wall seconds", round(time.time() - t0, 1), "load", os.getloadavg())
     if args.merge:
