@@ -151,13 +151,72 @@ def test_output_rows_follow_the_input_order_whatever_the_traversal_order():
         np.testing.assert_allclose(one.ancil["zforest"][0], a.ancil["zforest"][i], rtol=1e-12)
 
 
-def test_packed_leaf_entries_are_left_out_of_the_state_and_rebuilt_on_load():
+def test_compiled_tables_are_left_out_of_the_state_and_rebuilt_on_load():
     import pickle
 
     X, z = pzkit.testing.make_toy_catalog(500, random_state=3)
     est = RandomForestPZ(n_estimators=5, random_state=0).fit(X[:400], z[:400])
-    assert "_entries" not in est.__getstate__()
+    state = est.__getstate__()
+    assert "_walk_tables" not in state and "_leaf_tables" not in state
     loaded = pickle.loads(pickle.dumps(est))
-    np.testing.assert_array_equal(loaded._entries, est._entries)
+    for mine, theirs in zip(loaded._walk_tables + loaded._leaf_tables, est._walk_tables + est._leaf_tables):
+        np.testing.assert_array_equal(mine, theirs)
     np.testing.assert_array_equal(loaded.estimate_pdf(X[400:]).objdata["yvals"],
                                   est.estimate_pdf(X[400:]).objdata["yvals"])
+
+
+def test_compiled_walk_reaches_sklearns_leaves_also_on_the_thresholds():
+    """The walk compares float32 rows with thresholds rounded down to float32; sklearn compares float64(x) with
+    the float64 threshold. Rows placed exactly on every threshold and one float32 step either side must reach
+    the same leaf in every tree as sklearn's ``apply``."""
+    from pzkit_random_forest._kernels import walk
+
+    X, z = pzkit.testing.make_toy_catalog(1500, random_state=4)
+    est = RandomForestPZ(n_estimators=6, random_state=2).fit(X[:1000], z[:1000])
+    rows = [np.asarray(X[1000:], dtype=np.float32)]
+    for tree in est.forest_.estimators_[:2]:
+        t = tree.tree_
+        split = np.flatnonzero(t.children_left != -1)
+        base = np.repeat(np.median(X, axis=0)[None, :].astype(np.float32), split.size, axis=0)
+        at = t.threshold[split].astype(np.float32)
+        for value in (at, np.nextafter(at, np.float32(np.inf)), np.nextafter(at, np.float32(-np.inf))):
+            r = base.copy()
+            r[np.arange(split.size), t.feature[split]] = value
+            rows.append(r)
+    X32 = np.ascontiguousarray(np.concatenate(rows))
+    expected = est.forest_.apply(X32) + est.node_offset_[None, :]
+    got = walk(X32, *est._walk_tables, np.empty(expected.shape, dtype=np.int32))
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_compiled_density_equals_the_leaf_mixture_shrunk_and_smoothed():
+    """Reference computed the plain way: the rows' leaf memberships Q (1/T each) times the leaf distributions
+    L, normalised, every grid point moved to z̄ + spread·(z − z̄) and deposited linearly, times the kernel."""
+    from scipy.sparse import csr_matrix
+
+    X, z = pzkit.testing.make_toy_catalog(1400, random_state=8)
+    est = RandomForestPZ(n_estimators=7, random_state=3, spread=0.6, bandwidth=0.02).fit(X[:1000], z[:1000])
+    Xq = X[1000:]
+    leaves = est.leaf_index_[est.forest_.apply(Xq.astype(np.float32)) + est.node_offset_[None, :]]
+    n, T = leaves.shape
+    Q = csr_matrix((np.full(n * T, 1.0 / T), (np.repeat(np.arange(n), T), leaves.ravel())),
+                   shape=(n, est.leaf_pdf_.shape[0]))
+    P = np.asarray((Q @ est.leaf_pdf_.astype(np.float64)).todense())
+    P /= P.sum(axis=1, keepdims=True)
+    g = est.zgrid_
+    zbar = P @ g
+    pos = (zbar[:, None] + 0.6 * (g[None, :] - zbar[:, None]) - g[0]) / (g[1] - g[0])
+    j = np.clip(np.floor(pos).astype(int), 0, g.size - 2)
+    f = np.clip(pos - j, 0.0, 1.0)
+    S = np.zeros_like(P)
+    for r in range(n):  # the test's own slow loop: one row at a time
+        np.add.at(S[r], j[r], P[r] * (1 - f[r]))
+        np.add.at(S[r], j[r] + 1, P[r] * f[r])
+    ref = S @ est._kernel()
+    ref /= np.trapezoid(ref, g, axis=1)[:, None]
+    got = est.estimate_pdf(Xq).objdata["yvals"]
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-12 * ref.max())
+    tree_pred = np.stack([t.predict(Xq) for t in est.forest_.estimators_], axis=1)
+    np.testing.assert_allclose(est.estimate_pdf(Xq).ancil["zforest"], tree_pred.mean(axis=1), rtol=1e-12)
+    np.testing.assert_allclose(est.estimate_pdf(Xq).ancil["zforest_std"], tree_pred.std(axis=1), rtol=1e-9,
+                               atol=1e-12)

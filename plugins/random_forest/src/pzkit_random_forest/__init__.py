@@ -37,11 +37,17 @@ class RandomForestPZ(PhotoZEstimator):
     but then σ_NMAD of the mode 0.023); spread = 0.7 gives σ_NMAD 0.0199, outliers 2.8 %, CDE loss −7.55,
     PIT KS 0.027 (spread 0.6: KS 0.048; 0.8: KS 0.022 but outliers 2.9 %).
 
-    It is built without a per-object loop: ``fit`` drops the training set down the forest once
-    (``apply``) and stores every leaf's redshift distribution on the grid as one sparse matrix
-    L (n_leaves × nzbins); ``estimate_pdf`` finds every row's T leaves with ``apply``, sums their entries of L
-    with one bincount (the product Q·L with Q the leaf memberships, 1/T each), shrinks the result by
-    ``spread`` and multiplies by K, the (nzbins × nzbins) kernel matrix.
+    ``fit`` drops the training set down the forest once (``apply``) and stores every leaf's redshift
+    distribution on the grid as one sparse matrix L (n_leaves × nzbins). ``estimate_pdf`` walks every row down
+    every tree, sums the T leaves' rows of L (the product Q·L with Q the leaf memberships, 1/T each), shrinks
+    the result by ``spread`` and multiplies it by K, the (nzbins × nzbins) kernel matrix. Both steps are
+    compiled loops (numba, :mod:`pzkit_random_forest._kernels`), because they are per-object work that NumPy
+    could only do through large temporaries: one thread, 4,096 rows of the scale benchmark's forest (100 trees
+    fitted on 20k lsst_like rows), the walk takes 11–14 µs per row against 19–22 µs for sklearn's ``apply``
+    (16 rows go down a tree together, so their node loads overlap), and the density 9–12 µs against 19 µs for
+    the NumPy gather + bincount, shrink and dense kernel product it replaces (2026-12-03; outputs equal to
+    5e-15 of the peak, point estimates identical). The walk reaches exactly sklearn's leaves (tested on rows
+    placed on every threshold); the kernel is truncated at 9σ (below 2.6e-18 of its peak).
 
     ``estimate_pdf``'s ancil also carries ``zforest`` (the forest's own prediction, the mean over trees —
     the paper's point estimate) and ``zforest_std`` (the spread of the per-tree predictions).
@@ -76,7 +82,7 @@ class RandomForestPZ(PhotoZEstimator):
     chunk_size : int, default 4096
         Rows processed at once by ``estimate_pdf`` (bounds its working memory: with ``n_jobs`` threads,
         ``n_jobs`` chunks are in flight). Streaming 250k rows on 2 threads ran as fast with 4096 as with 8192
-        and peaked 0.2 GB lower; 2048 was 25 % slower (one ``apply`` call per tree and chunk).
+        and peaked 0.2 GB lower (measured with sklearn's ``apply``, before the compiled walk).
 
     Memory
     ------
@@ -87,9 +93,10 @@ class RandomForestPZ(PhotoZEstimator):
     leaf share grid points). So the fitted model needs at most ≈ T·(100·s/m + 24) bytes per training row.
     Measured on DC2 (10,225 rows, T = 100; ``model_nbytes_``): 12.3 KB per training row with the defaults
     (126 MB), 1.05 KB per row with ``max_samples=0.2, min_samples_leaf=5`` (11 MB). ``estimate_pdf`` needs
-    ≈ 8·(2.5·T + nzbins) bytes per row of a chunk (node numbers, leaf numbers, per-tree values, densities)
-    plus the output, and a packed copy of the leaf distributions (8 bytes per entry of ``leaf_pdf_``, rebuilt
-    on load, not saved).
+    ≈ 4·T + 8·nzbins bytes per row of a chunk (leaf numbers, densities) plus the output, and the compiled
+    loops' tables, rebuilt on load and not saved: a 16-byte record per node for the walk, a 16-byte (value,
+    entry start) row per node and the leaf distributions again as 8-byte (grid index, weight) pairs (on the
+    scale benchmark's forest, 2.5M nodes and 3M entries: ≈ 105 MB; peak RSS of a 1M-row stream 1.45 GB).
 
     Attributes
     ----------
@@ -213,91 +220,31 @@ class RandomForestPZ(PhotoZEstimator):
         K[h == 0] = np.eye(g.size)[h == 0]
         return K
 
-    def _leaf_entries(self):
-        """Every leaf's (grid index, weight) pairs packed as one int64 per entry (two float32 halves), so that
-        ``estimate_pdf`` fetches both with one gather: the gathers are random reads over the whole model and
-        cost a cache miss each, and two separate ones (``indices``, ``data``) took twice as long."""
-        L = self.leaf_pdf_
-        packed = np.empty((L.nnz, 2), dtype=np.float32)
-        packed[:, 0] = L.indices  # grid indices < 2**24 are exact in float32
-        packed[:, 1] = L.data
-        return packed.view(np.int64).ravel()
-
-    # the packed copy is derived state: kept out of the saved model and rebuilt on load
-    _derived_attributes = ("_entries",)
+    # the compiled loops' tables are derived state: kept out of the saved model and rebuilt on load
+    _derived_attributes = ("_walk_tables", "_leaf_tables")
 
     def _rebuild_derived_state(self):
-        self._entries = self._leaf_entries()
+        from ._kernels import flatten_forest, leaf_tables
 
-    def _mixture(self, leaves):
-        """The mean over trees of every row's leaf distributions on the grid, an (n, nzbins) array (before the
-        ``spread`` shrink and the kernel).
+        self._walk_tables = flatten_forest([est.tree_ for est in self.forest_.estimators_])
+        self._leaf_tables = leaf_tables(self.node_value_, self.leaf_index_ >= 0, self.leaf_pdf_)
 
-        The rows' leaf entries are gathered into one flat list (row, grid point, weight) and deposited with
-        bincount: 4096 rows of the scale benchmark's forest (100 trees fitted on 20k lsst_like rows) took 35 ms
-        this way against 66 ms for the sparse product Q·L (Q the rows' leaf memberships) it replaces."""
-        L = self.leaf_pdf_
-        g = self.zgrid_
-        n, T = leaves.shape
-        nz = g.size
-        hits = leaves.ravel()
-        start = L.indptr[hits]
-        lens = L.indptr[hits + 1] - start
-        ends = np.cumsum(lens)
-        # entry k of hit h sits at start[h] + k in the packed list
-        idx = np.arange(ends[-1] if ends.size else 0) + np.repeat(start - (ends - lens), lens)
-        entries = self._entries[idx].view(np.float32).reshape(-1, 2)
-        cols = entries[:, 0].astype(np.int64)
-        w = entries[:, 1].astype(np.float64)
-        row = np.repeat(np.arange(n), np.add.reduceat(lens, np.arange(0, n * T, T)) if n else 0)
-        return np.bincount(row * nz + cols, weights=w, minlength=n * nz).reshape(n, nz) / T
+    def _chunk(self, X32, K, band):
+        """PDFs (before normalisation), mean and std of the per-tree predictions for C-contiguous float32 rows."""
+        from ._kernels import leaf_density, walk
 
-    def _shrink(self, P):
-        """Move the mass at every grid point z_j to z̄ + spread·(z_j − z̄), z̄ = the row's weighted mean, and
-        deposit it linearly back on the grid (vectorised over rows with one bincount)."""
-        g = self.zgrid_
-        n, nz = P.shape
-        P = P / P.sum(axis=1, keepdims=True)
-        zbar = P @ g
-        pos = ((zbar[:, None] + self.spread * (g[None, :] - zbar[:, None])) - g[0]) / (g[-1] - g[0]) * (nz - 1)
-        j = np.clip(np.floor(pos).astype(np.int64), 0, nz - 2)
-        f = np.clip(pos - j, 0.0, 1.0)
-        flat = (np.arange(n)[:, None] * nz + j).ravel()
-        out = np.bincount(flat, weights=(P * (1.0 - f)).ravel(), minlength=n * nz)
-        out += np.bincount(flat + 1, weights=(P * f).ravel(), minlength=n * nz + 1)[: n * nz]
-        return out.reshape(n, nz)
-
-    def _leaves(self, X, n_jobs):
-        """(n, T) node numbers of every row in every tree. One thread walks the trees itself: the chunks of
-        ``estimate_pdf`` are already spread over the threads (the features were validated, finite and within
-        float32's range, by ``PhotoZEstimator``, so the per-tree ``check_input`` is skipped as sklearn does)."""
-        if n_jobs == 1:
-            X32 = np.ascontiguousarray(X, dtype=np.float32)
-            return np.stack([tree.apply(X32, check_input=False) for tree in self.forest_.estimators_], axis=1)
-        return self.forest_.apply(X)
-
-    # rows per block after the tree traversal: the block's gathered leaf entries and its (rows × nzbins)
-    # float64 temporaries then stay in the core's cache. Unblocked, these memory-bound steps did not speed up
-    # at all on a second thread; in 256-row blocks they ran 1.8x faster on two (4096-row chunks, same forest)
-    _BLOCK = 256
-
-    def _chunk(self, X, n_jobs, K):
-        nodes = self._leaves(X, n_jobs) + self.node_offset_[None, :]
-        leaves = self.leaf_index_[nodes]
-        vals = np.empty((X.shape[0], self.zgrid_.size))
-        for i in range(0, X.shape[0], self._BLOCK):
-            P = self._mixture(leaves[i:i + self._BLOCK])
-            if self.spread != 1:
-                P = self._shrink(P)
-            vals[i:i + self._BLOCK] = P if K is None else P @ K
-        tree_pred = self.node_value_[nodes]
-        return vals, tree_pred.mean(axis=1), tree_pred.std(axis=1)
+        n, T = X32.shape[0], len(self.forest_.estimators_)
+        leaves = walk(X32, *self._walk_tables, np.empty((n, T), dtype=np.int32))
+        vals, zmean, zstd = np.empty((n, self.zgrid_.size)), np.empty(n), np.empty(n)
+        leaf_density(leaves, *self._leaf_tables, self.zgrid_, float(self.spread), K, *band, vals, zmean, zstd)
+        return vals, zmean, zstd
 
     def _traversal_order(self, X32):
         """Rows ordered by the first tree's prediction (stable sort). Rows that are neighbours in this order
         take nearly the same paths through every tree, so a chunk walks a small, cache-resident part of each
-        tree instead of all of it: on the scale benchmark's forest (100 trees of ~25k nodes) ``apply`` went
-        from 28.5 to 16.5 µs per row with 4096-row chunks. Each row's output does not depend on its neighbours.
+        tree instead of all of it: on the scale benchmark's forest (100 trees of ~25k nodes) sklearn's ``apply``
+        went from 28.5 to 16.5 µs per row with 4096-row chunks (2026-11-27), and the compiled walk's blocks of
+        16 rows rely on it. Each row's output does not depend on its neighbours.
         ``X32``: the rows as C-contiguous float32, the trees' own input type."""
         first = self.forest_.estimators_[0].tree_
         return np.argsort(first.predict(X32).reshape(X32.shape[0], -1)[:, 0], kind="stable")
@@ -305,11 +252,15 @@ class RandomForestPZ(PhotoZEstimator):
     def _estimate_pdf(self, X):
         from pzkit.parallel import map_row_chunks
 
+        from ._kernels import kernel_band
+
         K = self._kernel()
+        band = kernel_band(K) if K is not None else (np.empty(0, np.int64), np.empty(0, np.int64))
+        K = np.empty((0, 0)) if K is None else K
         X32 = np.ascontiguousarray(X, dtype=np.float32)  # converted once, not per chunk and tree
         order = self._traversal_order(X32)
-        parts = map_row_chunks(lambda chunk, jobs: self._chunk(chunk, jobs, K), X32[order], self.chunk_size,
-                               self.n_jobs)
+        parts = map_row_chunks(lambda chunk, jobs: self._chunk(np.ascontiguousarray(chunk), K, band), X32[order],
+                               self.chunk_size, self.n_jobs)
         vals = np.empty((X.shape[0], self.zgrid_.size))
         zforest, zforest_std = np.empty(X.shape[0]), np.empty(X.shape[0])
         start = 0
