@@ -168,7 +168,7 @@ def test_compiled_tables_are_left_out_of_the_state_and_rebuilt_on_load():
 def test_compiled_walk_reaches_sklearns_leaves_also_on_the_thresholds():
     """The walk compares float32 rows with thresholds rounded down to float32; sklearn compares float64(x) with
     the float64 threshold. Rows placed exactly on every threshold and one float32 step either side must reach
-    the same leaf in every tree as sklearn's ``apply``."""
+    the same leaf in every tree as sklearn's ``apply`` (the walk returns leaf numbers, ``leaf_index_``)."""
     from pzkit_random_forest._kernels import walk
 
     X, z = pzkit.testing.make_toy_catalog(1500, random_state=4)
@@ -184,7 +184,8 @@ def test_compiled_walk_reaches_sklearns_leaves_also_on_the_thresholds():
             r[np.arange(split.size), t.feature[split]] = value
             rows.append(r)
     X32 = np.ascontiguousarray(np.concatenate(rows))
-    expected = est.forest_.apply(X32) + est.node_offset_[None, :]
+    expected = est.leaf_index_[est.forest_.apply(X32) + est.node_offset_[None, :]]
+    assert expected.min() >= 0
     got = walk(X32, *est._walk_tables, np.empty(expected.shape, dtype=np.int32))
     np.testing.assert_array_equal(got, expected)
 

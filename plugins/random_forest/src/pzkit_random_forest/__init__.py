@@ -227,7 +227,7 @@ class RandomForestPZ(PhotoZEstimator):
         from ._kernels import flatten_forest, leaf_tables
 
         self._walk_tables = flatten_forest([est.tree_ for est in self.forest_.estimators_])
-        self._leaf_tables = leaf_tables(self.node_value_, self.leaf_index_ >= 0, self.leaf_pdf_)
+        self._leaf_tables = leaf_tables(self.node_value_[self.leaf_index_ >= 0], self.leaf_pdf_)
 
     def _chunk(self, X32, K, band):
         """PDFs (before normalisation), mean and std of the per-tree predictions for C-contiguous float32 rows."""
