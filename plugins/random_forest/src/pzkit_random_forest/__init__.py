@@ -229,15 +229,13 @@ class RandomForestPZ(PhotoZEstimator):
         self._walk_tables = flatten_forest([est.tree_ for est in self.forest_.estimators_])
         self._leaf_tables = leaf_tables(self.node_value_[self.leaf_index_ >= 0], self.leaf_pdf_)
 
-    def _chunk(self, X32, K, band):
-        """PDFs (before normalisation), mean and std of the per-tree predictions for C-contiguous float32 rows."""
+    def _chunk(self, X32, rows, K, band, out):
+        """Walk the C-contiguous float32 rows ``X32`` down the forest; their PDFs (before normalisation) and
+        the mean and std of the per-tree predictions go to rows ``rows`` of the arrays in ``out``."""
         from ._kernels import leaf_density, walk
 
-        n, T = X32.shape[0], len(self.forest_.estimators_)
-        leaves = walk(X32, *self._walk_tables, np.empty((n, T), dtype=np.int32))
-        vals, zmean, zstd = np.empty((n, self.zgrid_.size)), np.empty(n), np.empty(n)
-        leaf_density(leaves, *self._leaf_tables, self.zgrid_, float(self.spread), K, *band, vals, zmean, zstd)
-        return vals, zmean, zstd
+        leaves = walk(X32, *self._walk_tables, np.empty((X32.shape[0], len(self.forest_.estimators_)), np.int32))
+        leaf_density(leaves, *self._leaf_tables, self.zgrid_, float(self.spread), K, *band, rows, *out)
 
     def _traversal_order(self, X32):
         """Rows ordered by the first tree's prediction (stable sort). Rows that are neighbours in this order
@@ -259,15 +257,11 @@ class RandomForestPZ(PhotoZEstimator):
         K = np.empty((0, 0)) if K is None else K
         X32 = np.ascontiguousarray(X, dtype=np.float32)  # converted once, not per chunk and tree
         order = self._traversal_order(X32)
-        parts = map_row_chunks(lambda chunk, jobs: self._chunk(np.ascontiguousarray(chunk), K, band), X32[order],
-                               self.chunk_size, self.n_jobs)
-        vals = np.empty((X.shape[0], self.zgrid_.size))
-        zforest, zforest_std = np.empty(X.shape[0]), np.empty(X.shape[0])
-        start = 0
-        for v, mean, std in parts:  # back to the input order
-            rows = order[start:start + v.shape[0]]
-            vals[rows], zforest[rows], zforest_std[rows] = v, mean, std
-            start += v.shape[0]
+        n = X.shape[0]
+        out = vals, zforest, zforest_std = np.empty((n, self.zgrid_.size)), np.empty(n), np.empty(n)
+        # chunks of the sorted rows; each writes its results to its rows' places in input order
+        map_row_chunks(lambda rows, jobs: self._chunk(np.ascontiguousarray(X32[rows]), rows, K, band, out),
+                       order, self.chunk_size, self.n_jobs)
         ens = self._interp_ensemble(vals)
         ens._pzkit_extra_ancil = {"zforest": zforest, "zforest_std": zforest_std}
         return ens

@@ -120,10 +120,12 @@ def kernel_band(K):
 
 
 @numba.njit(nogil=True, cache=True)
-def leaf_density(leaves, value, start, entries, grid, spread, K, lo, hi, out, zmean, zstd):
-    """For every row of ``leaves`` (n, T) — leaf numbers from :func:`walk` — the forest density on the grid,
-    into ``out`` (n, nzbins), and the mean / standard deviation of the T trees' predictions into ``zmean`` /
-    ``zstd`` (``value``, ``start``, ``entries``: :func:`leaf_tables`).
+def leaf_density(leaves, value, start, entries, grid, spread, K, lo, hi, rows, out, zmean, zstd):
+    """For every row i of ``leaves`` (n, T) — leaf numbers from :func:`walk` — the forest density on the grid,
+    into ``out[rows[i]]`` (``out``: (N, nzbins)), and the mean / standard deviation of the T trees'
+    predictions into ``zmean[rows[i]]`` / ``zstd[rows[i]]`` (``value``, ``start``, ``entries``:
+    :func:`leaf_tables`). Writing straight to the caller's rows saves a per-chunk output array and the copy
+    back into input order.
 
     Per row: (1) the mean over trees of the leaves' redshift distributions, summed in tree order; (2) unless
     ``spread`` is 1, every grid point's mass moved to z̄ + spread·(z − z̄), z̄ the row's mean, and deposited
@@ -155,8 +157,9 @@ def leaf_density(leaves, value, start, entries, grid, spread, K, lo, hi, out, zm
         for t in range(T):
             d = value[leaves[i, t]] - mean
             v += d * d
-        zmean[i] = mean
-        zstd[i] = np.sqrt(v / T)
+        r = rows[i]
+        zmean[r] = mean
+        zstd[r] = np.sqrt(v / T)
         total = 0.0
         for j in range(nz):
             mix[j] /= T
@@ -179,7 +182,7 @@ def leaf_density(leaves, value, start, entries, grid, spread, K, lo, hi, out, zm
             src = shrunk
         else:
             src = mix
-        row = out[i]
+        row = out[r]
         if use_kernel:
             row[:] = 0.0
             for j in range(nz):
