@@ -157,9 +157,9 @@ def test_compiled_tables_are_left_out_of_the_state_and_rebuilt_on_load():
     X, z = pzkit.testing.make_toy_catalog(500, random_state=3)
     est = RandomForestPZ(n_estimators=5, random_state=0).fit(X[:400], z[:400])
     state = est.__getstate__()
-    assert "_walk_tables" not in state and "_leaf_tables" not in state
+    assert "_walk_tables" not in state and "_leaf_blocks" not in state
     loaded = pickle.loads(pickle.dumps(est))
-    for mine, theirs in zip(loaded._walk_tables + loaded._leaf_tables, est._walk_tables + est._leaf_tables):
+    for mine, theirs in zip(loaded._walk_tables + (loaded._leaf_blocks,), est._walk_tables + (est._leaf_blocks,)):
         np.testing.assert_array_equal(mine, theirs)
     np.testing.assert_array_equal(loaded.estimate_pdf(X[400:]).objdata["yvals"],
                                   est.estimate_pdf(X[400:]).objdata["yvals"])
@@ -184,7 +184,7 @@ def test_compiled_walk_reaches_sklearns_leaves_also_on_the_thresholds():
             r[np.arange(split.size), t.feature[split]] = value
             rows.append(r)
     X32 = np.ascontiguousarray(np.concatenate(rows))
-    expected = est.leaf_index_[est.forest_.apply(X32) + est.node_offset_[None, :]]
+    expected = est._walk_tables[1][est.forest_.apply(X32) + est.node_offset_[None, :], 0]
     assert expected.min() >= 0
     got = walk(X32, *est._walk_tables, np.empty(expected.shape, dtype=np.int32))
     np.testing.assert_array_equal(got, expected)

@@ -221,13 +221,13 @@ class RandomForestPZ(PhotoZEstimator):
         return K
 
     # the compiled loops' tables are derived state: kept out of the saved model and rebuilt on load
-    _derived_attributes = ("_walk_tables", "_leaf_tables")
+    _derived_attributes = ("_walk_tables", "_leaf_blocks")
 
     def _rebuild_derived_state(self):
-        from ._kernels import flatten_forest, leaf_tables
+        from ._kernels import flatten_forest, leaf_blocks
 
-        self._walk_tables = flatten_forest([est.tree_ for est in self.forest_.estimators_])
-        self._leaf_tables = leaf_tables(self.node_value_[self.leaf_index_ >= 0], self.leaf_pdf_)
+        offsets, self._leaf_blocks = leaf_blocks(self.node_value_[self.leaf_index_ >= 0], self.leaf_pdf_)
+        self._walk_tables = flatten_forest([est.tree_ for est in self.forest_.estimators_], offsets)
 
     def _chunk(self, X32, rows, K, band, out):
         """Walk the C-contiguous float32 rows ``X32`` down the forest; their PDFs (before normalisation) and
@@ -235,7 +235,7 @@ class RandomForestPZ(PhotoZEstimator):
         from ._kernels import leaf_density, walk
 
         leaves = walk(X32, *self._walk_tables, np.empty((X32.shape[0], len(self.forest_.estimators_)), np.int32))
-        leaf_density(leaves, *self._leaf_tables, self.zgrid_, float(self.spread), K, *band, rows, *out)
+        leaf_density(leaves, self._leaf_blocks, self.zgrid_, float(self.spread), K, *band, rows, *out)
 
     def _traversal_order(self, X32):
         """Rows ordered by the first tree's prediction (stable sort). Rows that are neighbours in this order

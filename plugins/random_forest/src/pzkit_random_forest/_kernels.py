@@ -25,16 +25,16 @@ WALK_LEVELS = 4
 KERNEL_SIGMAS = 9.0
 
 
-def flatten_forest(trees):
+def flatten_forest(trees, leaf_slot):
     """The fitted trees as one node table for :func:`walk`: ``(roots, nodes)``.
 
     ``roots`` (T,) int32 is the first node of every tree in the table; ``nodes`` (n_nodes, 4) int32 holds one
     16-byte record per node — (threshold as float32 bits, feature, left child, right child) — with global node
     numbers (tree t's nodes are offset by the node counts of the trees before it, the numbering of
     ``RandomForestPZ.node_offset_``), so that one cache line brings a whole node. A leaf is its own left and
-    right child, so a walk that has reached it stays there, and its threshold slot holds its leaf number (the
-    forest's leaves numbered in node order, ``RandomForestPZ.leaf_index_``) instead: whatever a comparison
-    with those bits gives, both branches lead back to the leaf.
+    right child, so a walk that has reached it stays there, and its threshold slot holds ``leaf_slot[l]`` for
+    leaf l (the forest's leaves numbered in node order, ``RandomForestPZ.leaf_index_``), which the walk
+    reports: whatever a comparison with those bits gives, both branches lead back to the leaf.
 
     sklearn sends a row left when ``float64(x) <= threshold`` with float32 ``x`` and a float64 threshold;
     rounding the threshold *down* to float32 gives exactly the same decision for every float32 ``x`` (x ≤ t
@@ -57,26 +57,39 @@ def flatten_forest(trees):
     thr32[up] = np.nextafter(thr32[up], np.float32(-np.inf))
     nodes.view(np.float32)[:, 0] = thr32
     is_leaf = nodes[:, 2] == np.arange(nodes.shape[0])
-    nodes[is_leaf, 0] = np.arange(int(is_leaf.sum()), dtype=np.int32)
+    nodes[is_leaf, 0] = leaf_slot
     return offsets.astype(np.int32), nodes
 
 
-def leaf_tables(leaf_value, leaf_pdf):
-    """The leaves' data for :func:`leaf_density`, by leaf number: ``(value, start, entries)``.
+def leaf_blocks(leaf_value, leaf_pdf):
+    """Every leaf's data for :func:`leaf_density` in one contiguous block: ``(offsets, blocks)``.
 
-    ``value`` (n_leaves,) float64: every leaf's value (its tree's prediction); ``start`` (n_leaves + 1,) int64:
-    where leaf l's redshift distribution starts in ``entries`` (it ends at ``start[l + 1]``); ``entries``
-    (nnz, 2) float32: (grid index, weight) pairs of the CSR matrix ``leaf_pdf`` (one row per leaf), so that a
-    leaf's distribution is one run of memory."""
-    entries = np.empty((leaf_pdf.nnz, 2), dtype=np.float32)
-    entries[:, 0] = leaf_pdf.indices  # grid indices < 2**24 are exact in float32
-    entries[:, 1] = leaf_pdf.data
-    return np.ascontiguousarray(leaf_value, dtype=np.float64), leaf_pdf.indptr.astype(np.int64), entries
+    ``blocks`` is an int32 array; leaf l's block starts at the even index ``offsets[l]`` and holds its value
+    (its tree's prediction; float64, two int32 slots), its number c of entries, then c (grid index, weight)
+    pairs (int32, float32 bits) of its row of the CSR matrix ``leaf_pdf`` (one row per leaf), padded to an
+    even length. A leaf is then one random read of ~1 cache line; held as three arrays (values, starts,
+    entries), the density cost 1.5× as much on fresh rows. Raises ``OverflowError`` past 2³¹ slots (the walk
+    reports offsets as int32): ~10⁹ leaf entries, far beyond any forest pzkit fits."""
+    counts = np.diff(leaf_pdf.indptr).astype(np.int64)
+    size = 3 + 2 * counts
+    size += size % 2
+    offsets = np.concatenate([[0], np.cumsum(size)[:-1]])
+    total = int(size.sum())
+    if total >= 2**31:
+        raise OverflowError(f"the forest's leaf tables need {total} int32 slots, more than 2**31")
+    blocks = np.zeros(total, dtype=np.int32)
+    blocks.view(np.float64)[offsets // 2] = leaf_value
+    blocks[offsets + 2] = counts
+    first = np.repeat(offsets + 3, counts) + 2 * (np.arange(leaf_pdf.nnz) - np.repeat(leaf_pdf.indptr[:-1], counts))
+    blocks[first] = leaf_pdf.indices
+    blocks.view(np.float32)[first + 1] = leaf_pdf.data
+    return offsets.astype(np.int32), blocks
 
 
 @numba.njit(nogil=True, cache=True)
 def walk(X, roots, nodes, out):
-    """``out[i, t]`` = the number of the leaf that row ``i`` of ``X`` (float32, C order) reaches in tree ``t``.
+    """``out[i, t]`` = ``leaf_slot`` (:func:`flatten_forest`) of the leaf that row ``i`` of ``X`` (float32,
+    C order) reaches in tree ``t``.
     Blocks of :data:`WALK_BLOCK` rows go down a tree together, :data:`WALK_LEVELS` levels between checks;
     rows that reach their leaf leave the block, so a block costs its rows' own depths, not the deepest one's."""
     n = X.shape[0]
@@ -120,12 +133,11 @@ def kernel_band(K):
 
 
 @numba.njit(nogil=True, cache=True)
-def leaf_density(leaves, value, start, entries, grid, spread, K, lo, hi, rows, out, zmean, zstd):
-    """For every row i of ``leaves`` (n, T) — leaf numbers from :func:`walk` — the forest density on the grid,
-    into ``out[rows[i]]`` (``out``: (N, nzbins)), and the mean / standard deviation of the T trees'
-    predictions into ``zmean[rows[i]]`` / ``zstd[rows[i]]`` (``value``, ``start``, ``entries``:
-    :func:`leaf_tables`). Writing straight to the caller's rows saves a per-chunk output array and the copy
-    back into input order.
+def leaf_density(leaves, blocks, grid, spread, K, lo, hi, rows, out, zmean, zstd):
+    """For every row i of ``leaves`` (n, T) — leaf block offsets from :func:`walk` — the forest density on the
+    grid, into ``out[rows[i]]`` (``out``: (N, nzbins)), and the mean / standard deviation of the T trees'
+    predictions into ``zmean[rows[i]]`` / ``zstd[rows[i]]`` (``blocks``: :func:`leaf_blocks`). Writing straight
+    to the caller's rows saves a per-chunk output array and the copy back into input order.
 
     Per row: (1) the mean over trees of the leaves' redshift distributions, summed in tree order; (2) unless
     ``spread`` is 1, every grid point's mass moved to z̄ + spread·(z − z̄), z̄ the row's mean, and deposited
@@ -137,25 +149,23 @@ def leaf_density(leaves, value, start, entries, grid, spread, K, lo, hi, rows, o
     mix = np.empty(nz)
     shrunk = np.empty(nz)
     use_kernel = K.shape[0] == nz
-    first = np.empty(T, np.int64)
-    last = np.empty(T, np.int64)
+    values = blocks.view(np.float64)
+    weights = blocks.view(np.float32)
     for i in range(n):
-        # first every leaf's range and value, in loads that do not wait for one another (the leaves are random
-        # reads over the whole model), then the sums
+        # the leaves' values first: T loads that do not wait for one another bring the T blocks (random reads
+        # over the whole model) into cache for the sums
         s = 0.0
         for t in range(T):
-            leaf = leaves[i, t]
-            s += value[leaf]
-            first[t] = start[leaf]
-            last[t] = start[leaf + 1]
+            s += values[leaves[i, t] >> 1]
         mix[:] = 0.0
         for t in range(T):
-            for e in range(first[t], last[t]):
-                mix[int(entries[e, 0])] += entries[e, 1]
+            o = leaves[i, t]
+            for e in range(o + 3, o + 3 + 2 * blocks[o + 2], 2):
+                mix[blocks[e]] += weights[e + 1]
         mean = s / T
         v = 0.0
         for t in range(T):
-            d = value[leaves[i, t]] - mean
+            d = values[leaves[i, t] >> 1] - mean
             v += d * d
         r = rows[i]
         zmean[r] = mean
