@@ -42,12 +42,12 @@ class RandomForestPZ(PhotoZEstimator):
     every tree, sums the T leaves' rows of L (the product Q·L with Q the leaf memberships, 1/T each), shrinks
     the result by ``spread`` and multiplies it by K, the (nzbins × nzbins) kernel matrix. Both steps are
     compiled loops (numba, :mod:`pzkit_random_forest._kernels`), because they are per-object work that NumPy
-    could only do through large temporaries: one thread, 4,096 rows of the scale benchmark's forest (100 trees
-    fitted on 20k lsst_like rows), the walk takes 11–14 µs per row against 19–22 µs for sklearn's ``apply``
-    (16 rows go down a tree together, so their node loads overlap), and the density 9–12 µs against 19 µs for
-    the NumPy gather + bincount, shrink and dense kernel product it replaces (2026-12-03; outputs equal to
-    5e-15 of the peak, point estimates identical). The walk reaches exactly sklearn's leaves (tested on rows
-    placed on every threshold); the kernel is truncated at 9σ (below 2.6e-18 of its peak).
+    could only do through large temporaries: one thread, 4,096 sorted rows of the scale benchmark's forest
+    (100 trees fitted on 20k lsst_like rows), best of 7, the walk takes 8.4 µs per row against 18–22 µs for
+    sklearn's ``apply`` (32 rows go down a tree together, so their node loads overlap), and the density 6.7 µs
+    against 19 µs for the NumPy gather + bincount, shrink and dense kernel product it replaces (2026-12-03;
+    outputs equal to 5e-15 of the peak, point estimates identical). The walk reaches exactly sklearn's leaves
+    (tested on rows placed on every threshold); the kernel is truncated at 9σ (below 2.6e-18 of its peak).
 
     ``estimate_pdf``'s ancil also carries ``zforest`` (the forest's own prediction, the mean over trees —
     the paper's point estimate) and ``zforest_std`` (the spread of the per-tree predictions).
@@ -94,9 +94,10 @@ class RandomForestPZ(PhotoZEstimator):
     Measured on DC2 (10,225 rows, T = 100; ``model_nbytes_``): 12.3 KB per training row with the defaults
     (126 MB), 1.05 KB per row with ``max_samples=0.2, min_samples_leaf=5`` (11 MB). ``estimate_pdf`` needs
     ≈ 4·T + 8·nzbins bytes per row of a chunk (leaf numbers, densities) plus the output, and the compiled
-    loops' tables, rebuilt on load and not saved: a 16-byte record per node for the walk, a 16-byte (value,
-    entry start) row per node and the leaf distributions again as 8-byte (grid index, weight) pairs (on the
-    scale benchmark's forest, 2.5M nodes and 3M entries: ≈ 105 MB; peak RSS of a 1M-row stream 1.45 GB).
+    loops' tables, rebuilt on load and not saved: a 16-byte record per node for the walk, and one block per
+    leaf of its value, its entry count and its (grid index, weight) pairs (12 + 8 bytes per entry, padded to
+    8 bytes). On the scale benchmark's forest (2.5M nodes, 3.8M entries): 40 + 50 MB; peak RSS of a 1M-row
+    stream 1.47 GB.
 
     Attributes
     ----------

@@ -5,8 +5,9 @@ Why compiled: in NumPy these steps were the forest's whole cost in a survey-scal
 work that vectorises badly. sklearn's ``apply`` walks one row at a time down one tree, so every level waits for
 the previous node to load and mispredicts half its branches (~19 µs per row for 100 trees of ~25k nodes); the
 gather of ~300 leaf entries per row, the shrink and the dense (nzbins × nzbins) kernel product took another
-~19 µs per row as NumPy temporaries. Here each tree is walked by 16 rows at once with a branch-free step, and
-the density is built row by row in cache (measured numbers in the class docstring).
+~19 µs per row as NumPy temporaries. Here each tree is walked by 32 rows at once, with a select instead of a
+branch per level, and the density is built row by row in cache, one contiguous block per leaf (measured numbers
+in the class docstring and BENCHMARKS.md).
 
 Nothing here is approximate except the kernel's truncation at 9σ (a Gaussian's tail beyond it is below 2.6e-18
 of its peak, under float64 rounding of the peak's own contribution).
