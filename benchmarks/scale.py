@@ -161,7 +161,7 @@ def run_child(*a, **k):
 # ------------------------------------------------------------------------------------------ parts
 def part_throughput(models, sizes, estimators, chunk_size, repeats=1):
     """End-to-end streaming throughput; with ``repeats`` > 1 every (estimator, size) runs that many times,
-    estimators alternating, and the row keeps the median with every run (this machine's speed drifts by
+    estimators alternating, and the row keeps the lower median with every run (this machine's speed drifts by
     10–20 % over minutes, so one run is not a measurement of a 10 % change)."""
     rows = []
     for n in sizes:
@@ -412,7 +412,7 @@ def main(argv=None):
     p.add_argument("--estimators", nargs="+", default=["knn_local_linear", "random_forest"])
     p.add_argument("--chunk-size", type=int, default=25_000)
     p.add_argument("--repeats", type=int, default=1,
-                   help="throughput part: runs per (estimator, size), alternating; the median is kept")
+                   help="throughput part: runs per (estimator, size), alternating; the lower median is kept")
     p.add_argument("--kill-rows", type=int, default=1_000_000)
     p.add_argument("--kill-estimator", default="random_forest")
     p.add_argument("--dask-rows", type=int, default=250_000)
