@@ -42,11 +42,12 @@ class RandomForestPZ(PhotoZEstimator):
     every tree, sums the T leaves' rows of L (the product Q·L with Q the leaf memberships, 1/T each), shrinks
     the result by ``spread`` and multiplies it by K, the (nzbins × nzbins) kernel matrix. Both steps are
     compiled loops (numba, :mod:`pzkit_random_forest._kernels`), because they are per-object work that NumPy
-    could only do through large temporaries: one thread, 4,096 sorted rows of the scale benchmark's forest
-    (100 trees fitted on 20k lsst_like rows), best of 7, the walk takes 8.4 µs per row against 18–22 µs for
-    sklearn's ``apply`` (32 rows go down a tree together, so their node loads overlap), and the density 6.7 µs
-    against 19 µs for the NumPy gather + bincount, shrink and dense kernel product it replaces (2026-12-03;
-    outputs equal to 5e-15 of the peak, point estimates identical). The walk reaches exactly sklearn's leaves
+    could only do through large temporaries. ``python benchmarks/random_forest_speed.py`` (one thread, the
+    scale benchmark's forest: 100 trees fitted on 20k lsst_like rows, 4,096 sorted rows, 2026-12-03): the walk
+    takes 12.1–12.5 µs per row against 26.0–27.6 µs for sklearn's ``apply`` (32 rows go down a tree together,
+    so their node loads overlap), the density 7.5–9.3 µs; the NumPy gather + bincount, shrink and dense kernel
+    product it replaced (commit b3b61cf) took 19 µs per row on a similar forest. Outputs equal the NumPy code's
+    to 5e-15 of the peak, point estimates identically. The walk reaches exactly sklearn's leaves
     (tested on rows placed on every threshold); the kernel is truncated at 9σ (below 2.6e-18 of its peak).
 
     ``estimate_pdf``'s ancil also carries ``zforest`` (the forest's own prediction, the mean over trees —
