@@ -42,7 +42,7 @@ def main(argv=None):
     import scale
     from threadpoolctl import threadpool_limits
 
-    from pzkit_random_forest._kernels import kernel_band, leaf_density, walk
+    from pzkit_random_forest._kernels import kernel_operands, leaf_density, walk
 
     model = pzkit.load(scale.fit_model("random_forest"))
     features, est = model.steps[0][1], model.steps[-1][1]
@@ -53,8 +53,7 @@ def main(argv=None):
     X32 = np.ascontiguousarray(X[:4096], dtype=np.float32)
     rows = np.ascontiguousarray(X32[est._traversal_order(X32)])
     n, T = rows.shape[0], len(est.forest_.estimators_)
-    K = est._kernel()
-    band = kernel_band(K)
+    kernel = kernel_operands(est._kernel())
     leaves = walk(rows, *est._walk_tables, np.empty((n, T), np.int32))
     out = (np.empty((n, est.zgrid_.size)), np.empty(n), np.empty(n))
     order = np.arange(n)
@@ -65,7 +64,7 @@ def main(argv=None):
         res["sklearn_apply_us_per_row"] = best(
             lambda: [t.apply(rows, check_input=False) for t in est.forest_.estimators_], 3) / n * 1e6
         res["density_us_per_row"] = best(
-            lambda: leaf_density(leaves, est._leaf_blocks, est.zgrid_, float(est.spread), K, *band, order, *out),
+            lambda: leaf_density(leaves, est._leaf_blocks, est.zgrid_, float(est.spread), *kernel, order, *out),
             args.repeats) / n * 1e6
         fresh = table.iloc[4096:] if hasattr(table, "iloc") else table[4096:]
         t0 = time.perf_counter()

@@ -231,13 +231,13 @@ class RandomForestPZ(PhotoZEstimator):
         offsets, self._leaf_blocks = leaf_blocks(self.node_value_[self.leaf_index_ >= 0], self.leaf_pdf_)
         self._walk_tables = flatten_forest([est.tree_ for est in self.forest_.estimators_], offsets)
 
-    def _chunk(self, X32, rows, K, band, out):
+    def _chunk(self, X32, rows, kernel, out):
         """Walk the C-contiguous float32 rows ``X32`` down the forest; their PDFs (before normalisation) and
         the mean and std of the per-tree predictions go to rows ``rows`` of the arrays in ``out``."""
         from ._kernels import leaf_density, walk
 
         leaves = walk(X32, *self._walk_tables, np.empty((X32.shape[0], len(self.forest_.estimators_)), np.int32))
-        leaf_density(leaves, self._leaf_blocks, self.zgrid_, float(self.spread), K, *band, rows, *out)
+        leaf_density(leaves, self._leaf_blocks, self.zgrid_, float(self.spread), *kernel, rows, *out)
 
     def _traversal_order(self, X32):
         """Rows ordered by the first tree's prediction (stable sort). Rows that are neighbours in this order
@@ -252,17 +252,15 @@ class RandomForestPZ(PhotoZEstimator):
     def _estimate_pdf(self, X):
         from pzkit.parallel import map_row_chunks
 
-        from ._kernels import kernel_band
+        from ._kernels import kernel_operands
 
-        K = self._kernel()
-        band = kernel_band(K) if K is not None else (np.empty(0, np.int64), np.empty(0, np.int64))
-        K = np.empty((0, 0)) if K is None else K
+        kernel = kernel_operands(self._kernel())
         X32 = np.ascontiguousarray(X, dtype=np.float32)  # converted once, not per chunk and tree
         order = self._traversal_order(X32)
         n = X.shape[0]
         out = vals, zforest, zforest_std = np.empty((n, self.zgrid_.size)), np.empty(n), np.empty(n)
         # chunks of the sorted rows; each writes its results to its rows' places in input order
-        map_row_chunks(lambda rows, jobs: self._chunk(np.ascontiguousarray(X32[rows]), rows, K, band, out),
+        map_row_chunks(lambda rows, jobs: self._chunk(np.ascontiguousarray(X32[rows]), rows, kernel, out),
                        order, self.chunk_size, self.n_jobs)
         ens = self._interp_ensemble(vals)
         ens._pzkit_extra_ancil = {"zforest": zforest, "zforest_std": zforest_std}

@@ -123,14 +123,17 @@ def walk(X, roots, nodes, out):
     return out
 
 
-def kernel_band(K):
-    """``(lo, hi)`` int64 arrays: the columns of row j of the kernel matrix ``K`` that :func:`leaf_density`
-    uses, [lo[j], hi[j]), where the Gaussian is above exp(−KERNEL_SIGMAS²/2) of the row's peak."""
+def kernel_operands(K):
+    """``(K, lo, hi)`` for :func:`leaf_density`: the kernel matrix and, for each row j, the columns
+    [lo[j], hi[j]) where its Gaussian is above exp(−KERNEL_SIGMAS²/2) of the row's peak. ``K = None`` (no
+    kernel) gives empty arrays, which the density takes to mean "no smoothing"."""
+    if K is None:
+        return np.empty((0, 0)), np.empty(0, np.int64), np.empty(0, np.int64)
     peak = K.max(axis=1, keepdims=True)
     live = K >= peak * np.exp(-0.5 * KERNEL_SIGMAS**2)
     lo = live.argmax(axis=1)
     hi = K.shape[1] - live[:, ::-1].argmax(axis=1)
-    return lo.astype(np.int64), hi.astype(np.int64)
+    return K, lo.astype(np.int64), hi.astype(np.int64)
 
 
 @numba.njit(nogil=True, cache=True)
