@@ -1,6 +1,6 @@
 """``bias_cnn`` on ``sdss_like`` sims images: Steps 1–4 against the single-head Baseline (issue 7's evidence).
 
-    python benchmarks/bias_cnn_sdss_like.py [--seeds 0 1 2] [--n 24000] [--n-iter 4000] [--threads 2] [--out ...]
+    python benchmarks/bias_cnn_sdss_like.py [--seeds 0 1 2] [--n 24000] [--n-iter 4000] [--threads 2] [--n-members 1] [--out ...]
 
 For each seed, one ``pzkit.sims.make("sdss_like", n, images=True, random_state=seed)`` realisation (5-band
 32×32 GalSim stamps, dereddened r < 17.8, z < 0.4, n(z) peaked near 0.1 with a sparse tail), split 75 % train /
@@ -134,7 +134,7 @@ def run_seed(seed, args):
                   mag_min=12.5, mag_step=0.5, th=args.th, n_iter=args.n_iter, batch_size=128, lr=args.lr,
                   lr_late=args.lr / 5, lr_drop_at=int(args.n_iter * 2 / 3), n_iter_finetune=args.n_iter_finetune,
                   batch_size_finetune=128, lr_finetune=args.lr_finetune, pixel_scale=1 / 3631.0,
-                  random_state=seed, device="cpu", n_members=1)
+                  random_state=seed, device="cpu", n_members=args.n_members)
     out = {"seed": seed, "n_train": int(tr.sum()), "n_calib": int(cal.sum()), "n_test": int(te.sum()),
            "sims_s": round(t_sims, 1)}
     t = time.time()
@@ -199,6 +199,8 @@ def main():
     ap.add_argument("--lr-finetune", type=float, default=1e-3)
     ap.add_argument("--th", type=int, default=30)
     ap.add_argument("--conv-width", type=int, default=32)
+    ap.add_argument("--n-members", type=int, default=1,
+                    help="independent Step 1 → 3 chains (and Baselines) whose PDFs are averaged (the paper: 5)")
     ap.add_argument("--calib-fraction", type=float, default=1 / 6,
                     help="share of the training split held out from the networks to fit Step 4 on")
     ap.add_argument("--threads", type=int, default=1)
