@@ -27,7 +27,7 @@ import time
 import numpy as np
 
 import pzkit
-from pzkit.harness import _machine, _measure, make_context, score_ensemble, write_json
+from pzkit.harness import machine_info, measure, make_context, score_ensemble, write_json
 
 NAMES = ["train_z", "knn_local_linear", "random_forest"]
 TARGETS = {  # issue 5, "Required numbers"
@@ -105,7 +105,7 @@ def throughput(dc2, name, n_rows, chunk, **params):
     total = 0.0
     peak = 0.0
     for start in range(0, n_rows, chunk):
-        _, sec, mb = _measure(lambda s=start: est.estimate_pdf(X[s:s + chunk]))
+        _, sec, mb = measure(lambda s=start: est.estimate_pdf(X[s:s + chunk]))
         total += sec
         peak = max(peak, mb)
     return {"estimator": name, "params": params, "rows": n_rows, "chunk": chunk, "seconds": total,
@@ -165,7 +165,7 @@ def main(argv=None):
     out = {"schema": "pzkit-dc2-classical/1",
            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
            "command": "python benchmarks/dc2_classical.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-           "machine": _machine(), "summary": summary, "targets": checks,
+           "machine": machine_info(), "summary": summary, "targets": checks,
            "rail_knn": rail, "throughput": tput, "report": report.to_dict()}
     write_json(args.out, out)
     print(f"wrote {args.out}")

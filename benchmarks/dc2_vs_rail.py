@@ -23,7 +23,7 @@ import time
 import numpy as np
 
 import pzkit
-from pzkit.harness import _machine, _measure, make_context, score_ensemble, write_json
+from pzkit.harness import machine_info, measure, make_context, score_ensemble, write_json
 
 # name -> (module, informer, estimator, extra config); None informer = estimator needs no training stage
 RAIL_ESTIMATORS = {
@@ -55,10 +55,10 @@ def run_rail(name, train, test, workdir):
     os.chdir(workdir)  # RAIL stages write their model and output files into the working directory
     try:
         informer = getattr(mod, informer_name).make_stage(name=f"inform_{name}", model=f"{name}.pkl", **common)
-        _, fit_s, fit_mb = _measure(lambda: informer.inform(_as_rail_table(train)))
+        _, fit_s, fit_mb = measure(lambda: informer.inform(_as_rail_table(train)))
         estimator = getattr(mod, estimator_name).make_stage(
             name=f"estimate_{name}", model=informer.get_handle("model"), chunk_size=len(test) + 1, **common)
-        handle, est_s, est_mb = _measure(lambda: estimator.estimate(_as_rail_table(test)))
+        handle, est_s, est_mb = measure(lambda: estimator.estimate(_as_rail_table(test)))
     finally:
         os.chdir(cwd)
     ens = handle.data
@@ -116,14 +116,14 @@ def main(argv=None):
         if "random_state" in est.get_params():
             est.set_params(random_state=args.seed)
         pipe = pzkit.make_pipeline(dc2.features(), est)
-        _, fit_s, fit_mb = _measure(lambda: pipe.fit(train, train["redshift"].to_numpy()))
-        ens, est_s, est_mb = _measure(lambda: pipe.estimate_pdf(test))
+        _, fit_s, fit_mb = measure(lambda: pipe.fit(train, train["redshift"].to_numpy()))
+        ens, est_s, est_mb = measure(lambda: pipe.estimate_pdf(test))
         record("pzkit", name, ens, ens.ancil["zmode"], {"fit_seconds": fit_s, "estimate_seconds": est_s,
                                                          "objects_per_second": len(test) / est_s,
                                                          "peak_rss_mb": max(fit_mb, est_mb)})
 
     out = {"schema": "pzkit-rail-h2h/1", "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-           "machine": _machine(), "dataset": {"name": "dc2", "n_train": len(train), "n_test": len(test)},
+           "machine": machine_info(), "dataset": {"name": "dc2", "n_train": len(train), "n_test": len(test)},
            "grid": GRID, "point_estimate": "mode", "seed": args.seed, "results": results}
     write_json(args.out, out)
     print(f"wrote {args.out}")

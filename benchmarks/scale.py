@@ -381,14 +381,14 @@ def part_storage():
 
 # ------------------------------------------------------------------------------------------ main
 def merge_results(update):
-    from pzkit.harness import _machine, write_json
+    from pzkit.harness import machine_info, write_json
 
     data = {}
     if os.path.exists(RESULTS):
         with open(RESULTS) as fh:
             data = json.load(fh)
     data.update(update)
-    data["machine"] = {**_machine(), "note": "2-core CPU container; the 1-minute load average is recorded with "
+    data["machine"] = {**machine_info(), "note": "2-core CPU container; the 1-minute load average is recorded with "
                                              "every number (other jobs on the machine show up there)"}
     data["date"] = time.strftime("%Y-%m-%d")
     write_json(RESULTS, data)

@@ -1,0 +1,101 @@
+"""Scoring of one estimator's ensemble for the benchmark report: every harness metric, against one shared
+context (truths, magnitudes, colours and SOM cells of the test split)."""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+#: Default tomographic bins in z_photo for DC2-like samples (z < 3).
+DEFAULT_TOMO_EDGES = (0.0, 0.4, 0.8, 1.2, 1.6, 3.0)
+
+
+@dataclass
+class ScoringContext:
+    """Everything the metrics need besides the PDFs: truths, a magnitude, colours and SOM cells."""
+
+    z_true: np.ndarray
+    magnitude: np.ndarray
+    colors: np.ndarray
+    cells: np.ndarray
+    som_shape: tuple
+    tomo_edges: tuple = DEFAULT_TOMO_EDGES
+    outlier_threshold: float = 0.15
+    bias_break_point: float = 0.15
+    n_boot: int = 50
+    random_state: int = 0
+
+
+def make_context(test_features, z_true, outlier_threshold=0.15, tomo_edges=DEFAULT_TOMO_EDGES, som_shape=(10, 12),
+                 n_colors=None, random_state=0, som_iter=30):
+    """Scoring context from the test split's feature matrix (colours first, then the reference magnitude).
+
+    The SOM is trained once on the test colours and shared by every estimator, so per-cell numbers compare
+    like with like.
+    """
+    from .som import SelfOrganizingMap
+
+    F = np.asarray(test_features, dtype=np.float64)
+    n_colors = F.shape[1] - 1 if n_colors is None else n_colors
+    colors = F[:, :n_colors]
+    som = SelfOrganizingMap(n_rows=som_shape[0], n_cols=som_shape[1], n_iter=som_iter, random_state=random_state)
+    cells = som.fit_transform(colors)
+    return ScoringContext(z_true=np.asarray(z_true, dtype=np.float64), magnitude=F[:, n_colors], colors=colors,
+                          cells=np.asarray(cells), som_shape=tuple(som_shape), tomo_edges=tuple(tomo_edges),
+                          outlier_threshold=outlier_threshold, random_state=random_state)
+
+
+def _finite_or_none(x):
+    x = float(x)
+    return x if np.isfinite(x) else None
+
+
+def score_ensemble(ens, z_phot, zgrid, ctx):
+    """Every harness metric for one estimator's ensemble; returns (JSON-ready dict, arrays for plots)."""
+    from .. import metrics as M
+
+    zs = ctx.z_true
+    zp = np.asarray(z_phot, dtype=np.float64)
+    pdfm = M.pdf_metrics(ens, zs, zgrid)
+    pit = M.pit_values(ens, zs)
+    tomo = M.tomographic_nz(ens, zs, zp, zgrid, ctx.tomo_edges)
+    res_spec = M.residual_vs_z(zs, zp, against="spec", break_point=ctx.bias_break_point)
+    res_phot = M.residual_vs_z(zs, zp, against="photo", break_point=ctx.bias_break_point)
+    by_mag = M.binned_metrics(zs, zp, ctx.magnitude, n_bins=8, n_boot=ctx.n_boot, random_state=ctx.random_state,
+                              outlier_threshold=ctx.outlier_threshold)
+    by_z = M.binned_metrics(zs, zp, zs, n_bins=8, n_boot=ctx.n_boot, random_state=ctx.random_state,
+                            outlier_threshold=ctx.outlier_threshold)
+    som = M.som_cell_diagnostics(ctx.colors, zs, zp, cells=ctx.cells, grid_shape=ctx.som_shape,
+                                 random_state=ctx.random_state,
+                                 outlier_threshold=ctx.outlier_threshold)
+    n_cells = ctx.som_shape[0] * ctx.som_shape[1]
+
+    def per_cell(key):
+        values = np.full(n_cells, np.nan)
+        values[np.asarray(som["cell"], dtype=int)] = som[key]
+        return values.reshape(ctx.som_shape)
+
+    tomo_json = [{k: (_finite_or_none(v) if isinstance(v, (float, np.floating)) else v)
+                  for k, v in b.items() if k not in ("zgrid", "nz_stack", "nz_true")} for b in tomo]
+    binned_json = {}
+    for label, b in (("magnitude", by_mag), ("z_spec", by_z)):
+        binned_json[label] = {k: np.asarray(v).tolist() for k, v in b.items()}
+    metrics = {
+        "point": {k: float(v) for k, v in M.point_metrics(zs, zp, outlier_threshold=ctx.outlier_threshold).items()},
+        "pdf": {k: float(v) for k, v in pdfm.items()},
+        "nz": tomo_json,
+        "bias": {
+            "residual_vs_z_spec": {k: _finite_or_none(res_spec[k]) for k in ("slope_low", "slope_high")},
+            "residual_vs_z_photo": {k: _finite_or_none(res_phot[k]) for k in ("slope_low", "slope_high")},
+            "break_point": ctx.bias_break_point,
+            "mode_collapse_distance": float(M.mode_collapse_distance(zs, zp)),
+        },
+        "binned": binned_json,
+        "som": {k: _finite_or_none(v) for k, v in som["summary"].items()},
+    }
+    arrays = {"z_true": zs, "z_phot": zp, "pit": pit, "magnitude": ctx.magnitude, "tomo": tomo,
+              "residual_spec": res_spec, "residual_photo": res_phot,
+              "som_sigma_nmad": per_cell("sigma_nmad"), "som_theta_deg": per_cell("theta_deg")}
+    return metrics, arrays
+
+
