@@ -677,3 +677,31 @@ def test_som_cell_diagnostics_with_som():
     assert np.all(np.isfinite(diag["theta_deg"][used])) and np.all(np.isnan(diag["theta_deg"][~used]))
     with pytest.raises(ValueError, match="colors must have one row per object"):
         M.som_cell_diagnostics(colors[:-1], zs, zp, som=som)
+
+
+# =========================================================================== report scoring (pzkit.metrics.report)
+def _features(n, seed, shift=0.0):
+    """Colours (4) + a reference magnitude, with a redshift that the colours carry."""
+    rng = np.random.default_rng(seed)
+    z = rng.uniform(0.1, 2.0, n)
+    colors = np.column_stack([np.sin(z), np.cos(z), 0.3 * z, z**2 / 4]) + rng.normal(0, 0.05, (n, 4)) + shift
+    mag = rng.uniform(20.0, 25.0, n)
+    return np.column_stack([colors, mag]), z
+
+
+def test_make_context_som_on_train_and_test_colours():
+    from pzkit.metrics.report import make_context
+
+    test, z = _features(400, 1)
+    train, _ = _features(1600, 2, shift=0.4)  # a training set that covers other colours
+    alone = make_context(test, z, som_shape=(4, 5), som_iter=10)
+    both = make_context(test, z, som_shape=(4, 5), som_iter=10, train_features=train)
+    assert alone.som_train_rows == 400 and both.som_train_rows == 2000
+    # cells only for the test rows, and those of a map trained on the stacked colours
+    assert both.cells.shape == (400,) and both.colors.shape == (400, 4)
+    som = M.SelfOrganizingMap(n_rows=4, n_cols=5, n_iter=10, random_state=0)
+    som.fit(np.vstack([train[:, :4], test[:, :4]]))
+    np.testing.assert_array_equal(both.cells, som.transform(test[:, :4]))
+    assert not np.array_equal(both.cells, alone.cells)
+    with pytest.raises(ValueError, match="train_features"):
+        make_context(test, z, som_shape=(4, 5), som_iter=2, train_features=train[:, :3])

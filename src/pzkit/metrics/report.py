@@ -12,7 +12,11 @@ DEFAULT_TOMO_EDGES = (0.0, 0.4, 0.8, 1.2, 1.6, 3.0)
 
 @dataclass
 class ScoringContext:
-    """Everything the metrics need besides the PDFs: truths, a magnitude, colours and SOM cells."""
+    """Everything the metrics need besides the PDFs: truths, a magnitude, colours and SOM cells of the test split.
+
+    ``som_train_rows`` is the number of rows the shared SOM was trained on (test rows, plus training rows when
+    :func:`make_context` was given ``train_features``).
+    """
 
     z_true: np.ndarray
     magnitude: np.ndarray
@@ -24,25 +28,59 @@ class ScoringContext:
     bias_break_point: float = 0.15
     n_boot: int = 50
     random_state: int = 0
+    som_train_rows: int = 0
 
 
 def make_context(test_features, z_true, outlier_threshold=0.15, tomo_edges=DEFAULT_TOMO_EDGES, som_shape=(10, 12),
-                 n_colors=None, random_state=0, som_iter=30):
-    """Scoring context from the test split's feature matrix (colours first, then the reference magnitude).
+                 n_colors=None, random_state=0, som_iter=30, train_features=None):
+    """Scoring context shared by every estimator of one benchmark.
 
-    The SOM is trained once on the test colours and shared by every estimator, so per-cell numbers compare
-    like with like.
+    Parameters
+    ----------
+    test_features : array_like, shape (n, n_colors + 1)
+        Test-split features: colours first, then the reference magnitude.
+    z_true : array_like, shape (n,)
+        Test redshifts (scoring only).
+    outlier_threshold : float, default 0.15
+        |Δz| threshold of the outlier rates.
+    tomo_edges : sequence of float
+        Tomographic bin edges in z_phot.
+    som_shape : (int, int), default (10, 12)
+        SOM lattice.
+    n_colors : int, optional
+        Number of colour columns; default all but the last.
+    random_state : int, default 0
+        Seed of the SOM, the LTS fits and the bootstrap.
+    som_iter : int, default 30
+        SOM training epochs.
+    train_features : array_like, shape (m, n_colors + 1), optional
+        Training-split features in the same layout. When given, the SOM is trained on the training and test
+        colours stacked (as the SOM-cell paper does), so that the cells describe the whole colour space the
+        estimators saw; only the test rows are assigned to cells and scored.
+
+    Returns
+    -------
+    ScoringContext
     """
-    from .som import SelfOrganizingMap
+    from ._validation import InputError
+    from .som import SelfOrganizingMap, _as_2d
 
     F = np.asarray(test_features, dtype=np.float64)
     n_colors = F.shape[1] - 1 if n_colors is None else n_colors
-    colors = F[:, :n_colors]
+    colors = _as_2d(F[:, :n_colors], "test_features colours")
+    fit_colors = colors
+    if train_features is not None:
+        T = np.asarray(train_features, dtype=np.float64)
+        if T.ndim != 2 or T.shape[1] != F.shape[1]:
+            raise InputError(f"train_features must have the {F.shape[1]} columns of test_features, "
+                             f"got shape {T.shape}")
+        fit_colors = np.vstack([_as_2d(T[:, :n_colors], "train_features colours"), colors])
     som = SelfOrganizingMap(n_rows=som_shape[0], n_cols=som_shape[1], n_iter=som_iter, random_state=random_state)
-    cells = som.fit_transform(colors)
+    cells = som.fit(fit_colors).transform(colors)
     return ScoringContext(z_true=np.asarray(z_true, dtype=np.float64), magnitude=F[:, n_colors], colors=colors,
                           cells=np.asarray(cells), som_shape=tuple(som_shape), tomo_edges=tuple(tomo_edges),
-                          outlier_threshold=outlier_threshold, random_state=random_state)
+                          outlier_threshold=outlier_threshold, random_state=random_state,
+                          som_train_rows=int(fit_colors.shape[0]))
 
 
 def _finite_or_none(x):
