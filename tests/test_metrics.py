@@ -705,3 +705,46 @@ def test_make_context_som_on_train_and_test_colours():
     assert not np.array_equal(both.cells, alone.cells)
     with pytest.raises(ValueError, match="train_features"):
         make_context(test, z, som_shape=(4, 5), som_iter=2, train_features=train[:, :3])
+
+
+def _scored(n=300, seed=3, **context):
+    """score_ensemble on n Gaussian PDFs of a toy catalogue (small enough for every SOM cell to be < 30)."""
+    from pzkit.metrics.report import make_context, score_ensemble
+
+    feats, z = _features(n, seed)
+    rng = np.random.default_rng(seed)
+    grid = np.linspace(0.0, 3.0, 151)
+    mu = z + rng.normal(0, 0.05, n) * (1 + z)
+    ens = qp.interp.create_ensemble(grid, stats.norm.pdf(grid[None, :], mu[:, None], 0.05 * (1 + z[:, None])))
+    ctx = make_context(feats, z, som_iter=5, **context)
+    ctx.n_boot = 10
+    return score_ensemble(ens, mu, grid, ctx)
+
+
+def test_undefined_metrics_carry_their_reason():
+    metrics, _ = _scored(tomo_edges=(0.0, 1.0, 2.0, 2.8, 3.0))
+    som = metrics["som"]
+    # 300 objects on 120 cells: no cell reaches 30, so θ and the split are undefined, and the JSON says why
+    assert som["n_cells_used"] == 0 and som["mean_theta_deg"] is None and som["median_atten_ratio"] is None
+    why = som["undefined"]["mean_theta_deg"]
+    assert why.startswith("fewer than 30 objects in every SOM cell (largest cell: ") and why.endswith(")")
+    assert int(why.rsplit(" ", 1)[1][:-1]) < 30
+    # z_phot < 2.8 everywhere: the top tomographic bin is empty, and says so
+    top = metrics["nz"][-1]
+    assert top["n"] == 0 and top["wasserstein"] is None
+    assert top["undefined"]["wasserstein"] == "no objects with z_phot in [2.8, 3]"
+    # everything defined carries no "undefined" entry, and the whole dict is strict JSON
+    assert "undefined" not in metrics["point"] and "undefined" not in metrics["nz"][0]
+    import json
+
+    json.dumps(metrics, allow_nan=False)
+
+
+def test_residual_slopes_undefined_with_too_few_bins():
+    zs = np.linspace(0.2, 0.4, 200)  # nothing below z_b = 0.15
+    r = M.residual_vs_z(zs, zs * 1.01, bins=[0.0, 0.1, 0.2, 0.3, 0.4], break_point=0.15)
+    assert np.isnan(r["slope_low"]) and np.isfinite(r["slope_high"])
+    assert r["undefined"]["slope_low"] == ("fewer than 2 bins below z_b = 0.15 with at least 2 objects and a "
+                                           "positive error (found 0)")
+    assert r["undefined"]["slope_high_err"] == "only 2 bins above z_b = 0.15: the line fits them exactly"
+    assert "slope_high" not in r["undefined"]

@@ -81,6 +81,40 @@ def _estimator_figure(name, arrays, zmax):
     return out
 
 
+class _Notes:
+    """Footnotes for undefined values: each distinct reason gets one number, cited where the value would be."""
+
+    def __init__(self):
+        self.reasons = []
+
+    def cite(self, reason):
+        if reason not in self.reasons:
+            self.reasons.append(reason)
+        k = self.reasons.index(reason) + 1
+        return f"<span class='undef' title='{html.escape(reason, quote=True)}'>undefined<sup>{k}</sup></span>"
+
+    def html(self):
+        if not self.reasons:
+            return ""
+        items = "".join(f"<li>{html.escape(r)}</li>" for r in self.reasons)
+        return f"<p class='meta'>Undefined values:</p><ol class='notes'>{items}</ol>"
+
+
+def _value(section, key, fmt, notes):
+    """One table cell: the formatted value, or 'undefined' with the reason the report gives for it."""
+    v = (section or {}).get(key)
+    if v is None:
+        return notes.cite((section or {}).get("undefined", {}).get(key, f"{key} not computed"))
+    return html.escape(fmt(v))
+
+
+def _section(result, path):
+    """``result["a"]["b"]`` for path "a.b" (None where absent)."""
+    for part in path.split("."):
+        result = (result or {}).get(part)
+    return result
+
+
 def write_html(report, path):
     """Write ``report`` as one self-contained HTML file with a summary table and a figure per estimator."""
     meta = report.meta
@@ -90,20 +124,28 @@ def write_html(report, path):
             zmax = float(r["params"]["zmax"])
             break
     rows = []
-    header = ["estimator", "σ_NMAD", "bias", "outliers", "CDE loss", "PIT KS", "CRPS", "cov 68 %",
-              "mean θ (SOM)", "fit s", "estimate s", "obj/s"]
+    notes = _Notes()
+    # (header, section, key, format): every metric cell goes through _value, so a missing number says why
+    columns = [
+        ("σ_NMAD", "point", "sigma_nmad", "{:.4f}"), ("bias", "point", "bias_median", "{:+.4f}"),
+        ("outliers", "point", "outlier_rate", lambda v: f"{100 * v:.2f} %"),
+        ("CDE loss", "pdf", "cde_loss", "{:.3f}"), ("PIT KS", "pdf", "pit_ks", "{:.3f}"),
+        ("CRPS", "pdf", "crps", "{:.4f}"), ("cov 68 %", "pdf", "coverage_68", "{:.2f}"),
+        ("mean θ (SOM)", "som", "mean_theta_deg", "{:.1f}°"),
+        ("fit s", "cost", "fit_seconds", "{:.2f}"), ("estimate s", "cost", "estimate_seconds", "{:.2f}"),
+        ("obj/s", "cost", "objects_per_second", "{:,.0f}"),
+    ]
+    header = ["estimator"] + [c[0] for c in columns]
     for r in report.results:
         if "error" in r:
             rows.append(f"<tr><td>{html.escape(r['name'])}</td><td colspan='{len(header) - 1}'>failed: "
                         f"{html.escape(r['error'])}</td></tr>")
             continue
-        theta = r["som"].get("mean_theta_deg")
-        cells = [r["name"], f"{r['point']['sigma_nmad']:.4f}", f"{r['point']['bias_median']:+.4f}",
-                 f"{100 * r['point']['outlier_rate']:.2f} %", f"{r['pdf']['cde_loss']:.3f}",
-                 f"{r['pdf']['pit_ks']:.3f}", f"{r['pdf']['crps']:.4f}", f"{r['pdf']['coverage_68']:.2f}",
-                 "—" if theta is None else f"{theta:.1f}°", f"{r['cost']['fit_seconds']:.2f}",
-                 f"{r['cost']['estimate_seconds']:.2f}", f"{r['cost']['objects_per_second']:,.0f}"]
-        rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+        cells = [html.escape(r["name"])]
+        for _, section, key, fmt in columns:
+            fmt = fmt.format if isinstance(fmt, str) else fmt
+            cells.append(_value(_section(r, section), key, fmt, notes))
+        rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     figures = []
     for name, arrays in report.arrays.items():
         figures.append(f"<h2>{html.escape(name)}</h2><img alt='plots for {html.escape(name)}' "
@@ -127,6 +169,7 @@ seed {meta['random_state']}; {html.escape(meta['created'])}; {meta['machine']['c
 <table><tr>{''.join(f'<th>{h}</th>' for h in header)}</tr>
 {''.join(rows)}
 </table>
+{notes.html()}
 <p class="meta">Δz = (z_phot − z_spec)/(1 + z_spec). σ_NMAD = 1.4826·median|Δz − median Δz|. CDE loss (lower is
 better) = E∫p̂² − 2E p̂(z_true). PIT KS: Kolmogorov–Smirnov distance of the PIT values from U(0,1). θ: mean over
 SOM cells of the LTS slope angle of z_phot on z_spec (45° = no attenuation bias).</p>

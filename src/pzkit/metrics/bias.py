@@ -110,7 +110,8 @@ def residual_vs_z(z_true, z_pred, against="spec", bins=40, z_range=None, break_p
     dict
         ``against``, ``edges`` (B+1), ``centers``, ``n``, ``mean``, ``err``, ``std`` (arrays of length B; NaN
         in empty bins), ``break_point``, ``slope_low`` (A), ``intercept_low`` (B), ``slope_low_err``,
-        ``slope_high`` (C), ``intercept_high`` (D), ``slope_high_err``.
+        ``slope_high`` (C), ``intercept_high`` (D), ``slope_high_err``, and ``undefined`` (dict: key -> why that
+        value is NaN, e.g. too few usable bins on one side).
     """
     zs, zp = check_pair(z_true, z_pred)
     if against not in ("spec", "photo"):
@@ -157,6 +158,15 @@ def residual_vs_z(z_true, z_pred, against="spec", bins=40, z_range=None, break_p
     high = usable & (centers > zb)
     a, b, a_err = _wls_line(centers[low], mean[low], err[low])
     c, d, c_err = _wls_line(centers[high], mean[high], err[high])
+    undefined = {}
+    for side, sel, slope, slope_err in (("low", low, a, a_err), ("high", high, c, c_err)):
+        where = "below" if side == "low" else "above"
+        if not np.isfinite(slope):
+            undefined[f"slope_{side}"] = undefined[f"intercept_{side}"] = undefined[f"slope_{side}_err"] = (
+                f"fewer than 2 bins {where} z_b = {zb:g} with at least {min_count} objects and a positive error "
+                f"(found {int(sel.sum())})")
+        elif not np.isfinite(slope_err):
+            undefined[f"slope_{side}_err"] = f"only 2 bins {where} z_b = {zb:g}: the line fits them exactly"
     return {
         "against": against,
         "edges": edges,
@@ -172,6 +182,7 @@ def residual_vs_z(z_true, z_pred, against="spec", bins=40, z_range=None, break_p
         "slope_high": c,
         "intercept_high": d,
         "slope_high_err": c_err,
+        "undefined": undefined,
     }
 
 

@@ -15,6 +15,9 @@ from .pdf import _EnsembleView
 
 __all__ = ["tomographic_nz", "stacked_nz"]
 
+#: The per-bin statistics of :func:`tomographic_nz` (NaN, with a reason, in a bin where they are undefined).
+_NZ_STATS = ("mean_z_stack", "mean_z_true", "delta_mean_z", "wasserstein", "ks")
+
 
 def _cumtrapz(y, x):
     out = np.zeros_like(y)
@@ -118,7 +121,8 @@ def tomographic_nz(ens, z_true, z_phot, zgrid, bin_edges):
         One dict per bin: ``bin`` (index), ``z_lo``, ``z_hi``, ``n`` (objects), ``mean_z_stack``, ``mean_z_true``,
         ``delta_mean_z``, ``wasserstein``, ``ks``, and for plotting ``zgrid`` (M,), ``nz_stack`` (M,) and
         ``nz_true`` (M,) — a histogram of the true redshifts on bins centred on the grid points, normalised to
-        unit integral. Empty bins have ``n == 0`` and NaN statistics (zeros for the n(z) arrays).
+        unit integral; ``undefined`` (dict: statistic -> why it is NaN). Empty bins have ``n == 0`` and NaN
+        statistics (zeros for the n(z) arrays).
     """
     view = _EnsembleView(ens)
     zs = as_1d(z_true, "z_true")
@@ -151,8 +155,12 @@ def tomographic_nz(ens, z_true, z_phot, zgrid, bin_edges):
         rec = {"bin": j, "z_lo": float(edges[j]), "z_hi": float(edges[j + 1]), "n": n, "zgrid": g}
         norm = np.trapezoid(stacks[j], g)
         if n == 0 or not norm > 0:
+            last = "]" if j == nbin - 1 else ")"
+            why = (f"no objects with z_phot in [{edges[j]:g}, {edges[j + 1]:g}{last}" if n == 0
+                   else f"the stacked PDFs of the bin's {n} objects have no mass on zgrid")
             rec.update(mean_z_stack=np.nan, mean_z_true=np.nan, delta_mean_z=np.nan, wasserstein=np.nan,
-                       ks=np.nan, nz_stack=np.zeros(g.size), nz_true=np.zeros(g.size))
+                       ks=np.nan, nz_stack=np.zeros(g.size), nz_true=np.zeros(g.size),
+                       undefined=dict.fromkeys(_NZ_STATS, why))
             out.append(rec)
             continue
         nz = stacks[j] / norm
@@ -164,6 +172,6 @@ def tomographic_nz(ens, z_true, z_phot, zgrid, bin_edges):
         nz_true = h / (n * np.diff(hist_edges))
         rec.update(mean_z_stack=mz_stack, mean_z_true=mz_true,
                    delta_mean_z=(mz_stack - mz_true) / (1.0 + mz_true),
-                   wasserstein=w1, ks=ks, nz_stack=nz, nz_true=nz_true)
+                   wasserstein=w1, ks=ks, nz_stack=nz, nz_true=nz_true, undefined={})
         out.append(rec)
     return out

@@ -15,7 +15,8 @@ class ScoringContext:
     """Everything the metrics need besides the PDFs: truths, a magnitude, colours and SOM cells of the test split.
 
     ``som_train_rows`` is the number of rows the shared SOM was trained on (test rows, plus training rows when
-    :func:`make_context` was given ``train_features``).
+    :func:`make_context` was given ``train_features``); ``som_min_count`` the fewest test objects a SOM cell needs
+    for its line fit.
     """
 
     z_true: np.ndarray
@@ -29,6 +30,7 @@ class ScoringContext:
     n_boot: int = 50
     random_state: int = 0
     som_train_rows: int = 0
+    som_min_count: int = 30
 
 
 def make_context(test_features, z_true, outlier_threshold=0.15, tomo_edges=DEFAULT_TOMO_EDGES, som_shape=(10, 12),
@@ -83,13 +85,73 @@ def make_context(test_features, z_true, outlier_threshold=0.15, tomo_edges=DEFAU
                           som_train_rows=int(fit_colors.shape[0]))
 
 
-def _finite_or_none(x):
-    x = float(x)
-    return x if np.isfinite(x) else None
+#: Fallback reason for a non-finite value whose metric did not say why.
+_NOT_FINITE = "not finite (NaN or inf)"
+
+
+def _json_values(values, reasons=None):
+    """JSON-ready copy of a flat dict of numbers: a non-finite value becomes ``None`` and its reason goes into
+    ``"undefined"`` (present only when something is undefined), so a reader never meets a silent gap."""
+    out, undefined = {}, {}
+    for key, v in values.items():
+        if isinstance(v, (bool, np.bool_, int, np.integer)):
+            out[key] = int(v)
+            continue
+        x = float(v)
+        out[key] = x if np.isfinite(x) else None
+        if out[key] is None:
+            undefined[key] = (reasons or {}).get(key, _NOT_FINITE)
+    if undefined:
+        out["undefined"] = undefined
+    return out
+
+
+def _json_bins(records, drop=()):
+    """Per-bin records (lists of dicts with scalar statistics and their own ``undefined``) made JSON-ready."""
+    out = []
+    for rec in records:
+        scalars = {k: v for k, v in rec.items() if k not in drop and k != "undefined" and np.ndim(v) == 0}
+        out.append(_json_values(scalars, rec.get("undefined")))
+    return out
+
+
+def _json_binned(b):
+    """Arrays of :func:`~pzkit.metrics.binned_metrics` as lists, NaN -> None, with the reason for the NaN."""
+    out = {k: [None if (isinstance(x, float) and not np.isfinite(x)) else x for x in np.asarray(v).tolist()]
+           for k, v in b.items()}
+    undefined = {}
+    for k, v in b.items():
+        if k in ("edges", "center", "n") or np.all(np.isfinite(v)):
+            continue
+        undefined[k] = ("no bootstrap error for a bin with fewer than 2 objects" if k.endswith("_err")
+                        else "empty bin")
+    if undefined:
+        out["undefined"] = undefined
+    return out
 
 
 def score_ensemble(ens, z_phot, zgrid, ctx):
-    """Every harness metric for one estimator's ensemble; returns (JSON-ready dict, arrays for plots)."""
+    """Every harness metric for one estimator's ensemble.
+
+    Parameters
+    ----------
+    ens : qp.Ensemble
+        One PDF per test object.
+    z_phot : array_like, shape (n,)
+        The point estimates scored.
+    zgrid : array_like
+        Redshift grid of the n(z) metrics.
+    ctx : ScoringContext
+        From :func:`make_context`.
+
+    Returns
+    -------
+    metrics : dict
+        JSON-ready sections ``point``, ``pdf``, ``nz``, ``bias``, ``binned``, ``som``. A metric that is undefined
+        at this sample size is ``None``, and the section's ``"undefined"`` dict gives the reason.
+    arrays : dict
+        Arrays for the plots of :mod:`pzkit.report_html`.
+    """
     from .. import metrics as M
 
     zs = ctx.z_true
@@ -104,7 +166,7 @@ def score_ensemble(ens, z_phot, zgrid, ctx):
     by_z = M.binned_metrics(zs, zp, zs, n_bins=8, n_boot=ctx.n_boot, random_state=ctx.random_state,
                             outlier_threshold=ctx.outlier_threshold)
     som = M.som_cell_diagnostics(ctx.colors, zs, zp, cells=ctx.cells, grid_shape=ctx.som_shape,
-                                 random_state=ctx.random_state,
+                                 min_count=ctx.som_min_count, random_state=ctx.random_state,
                                  outlier_threshold=ctx.outlier_threshold)
     n_cells = ctx.som_shape[0] * ctx.som_shape[1]
 
@@ -113,27 +175,22 @@ def score_ensemble(ens, z_phot, zgrid, ctx):
         values[np.asarray(som["cell"], dtype=int)] = som[key]
         return values.reshape(ctx.som_shape)
 
-    tomo_json = [{k: (_finite_or_none(v) if isinstance(v, (float, np.floating)) else v)
-                  for k, v in b.items() if k not in ("zgrid", "nz_stack", "nz_true")} for b in tomo]
-    binned_json = {}
-    for label, b in (("magnitude", by_mag), ("z_spec", by_z)):
-        binned_json[label] = {k: np.asarray(v).tolist() for k, v in b.items()}
+    slope_keys = ("slope_low", "slope_low_err", "slope_high", "slope_high_err")
     metrics = {
-        "point": {k: float(v) for k, v in M.point_metrics(zs, zp, outlier_threshold=ctx.outlier_threshold).items()},
-        "pdf": {k: float(v) for k, v in pdfm.items()},
-        "nz": tomo_json,
+        "point": _json_values(M.point_metrics(zs, zp, outlier_threshold=ctx.outlier_threshold)),
+        "pdf": _json_values(pdfm),
+        "nz": _json_bins(tomo),
         "bias": {
-            "residual_vs_z_spec": {k: _finite_or_none(res_spec[k]) for k in ("slope_low", "slope_high")},
-            "residual_vs_z_photo": {k: _finite_or_none(res_phot[k]) for k in ("slope_low", "slope_high")},
+            "residual_vs_z_spec": _json_values({k: res_spec[k] for k in slope_keys}, res_spec["undefined"]),
+            "residual_vs_z_photo": _json_values({k: res_phot[k] for k in slope_keys}, res_phot["undefined"]),
             "break_point": ctx.bias_break_point,
             "mode_collapse_distance": float(M.mode_collapse_distance(zs, zp)),
         },
-        "binned": binned_json,
-        "som": {k: _finite_or_none(v) for k, v in som["summary"].items()},
+        "binned": {"magnitude": _json_binned(by_mag), "z_spec": _json_binned(by_z)},
+        "som": {**_json_values(som["summary"], som["undefined"]), "grid": list(ctx.som_shape),
+                "min_count": ctx.som_min_count, "trained_on_rows": ctx.som_train_rows},
     }
     arrays = {"z_true": zs, "z_phot": zp, "pit": pit, "magnitude": ctx.magnitude, "tomo": tomo,
               "residual_spec": res_spec, "residual_photo": res_phot,
               "som_sigma_nmad": per_cell("sigma_nmad"), "som_theta_deg": per_cell("theta_deg")}
     return metrics, arrays
-
-

@@ -570,7 +570,8 @@ def som_cell_diagnostics(colors, z_true, z_pred, som=None, min_count=30, sigma_x
         ``atten_ratio``, ``scatter_ratio``, ``n_kept`` (LTS points after clipping), ``mean_<name>`` per property;
         plus ``object_cell`` (n,) — each object's cell —, ``som`` (the map or None) and ``summary`` (dict:
         ``n_cells_used``, ``mean_theta_deg`` (unweighted over the cells used), ``weighted_mean_theta_deg``
-        (N-weighted), ``median_atten_ratio``, ``median_scatter_ratio``).
+        (N-weighted), ``median_atten_ratio``, ``median_scatter_ratio``; NaN when no cell qualifies) and
+        ``undefined`` (dict: summary key -> the reason it is NaN, e.g. every cell below ``min_count``).
     """
     zs, zp = check_pair(z_true, z_pred)
     n = zs.size
@@ -648,12 +649,31 @@ def som_cell_diagnostics(colors, z_true, z_pred, som=None, min_count=30, sigma_x
     used = np.isfinite(out["theta_deg"])
     out["object_cell"] = cell
     out["som"] = som
+
+    def over_used(f, key):
+        v = out[key][used]
+        v = v[np.isfinite(v)]
+        return float(f(v)) if v.size else np.nan
+
     out["summary"] = {
         "n_cells_used": int(used.sum()),
-        "mean_theta_deg": float(np.mean(out["theta_deg"][used])) if used.any() else np.nan,
+        "mean_theta_deg": over_used(np.mean, "theta_deg"),
         "weighted_mean_theta_deg": (float(np.average(out["theta_deg"][used], weights=counts[used]))
                                     if used.any() else np.nan),
-        "median_atten_ratio": float(np.nanmedian(out["atten_ratio"][used])) if used.any() else np.nan,
-        "median_scatter_ratio": float(np.nanmedian(out["scatter_ratio"][used])) if used.any() else np.nan,
+        "median_atten_ratio": over_used(np.median, "atten_ratio"),
+        "median_scatter_ratio": over_used(np.median, "scatter_ratio"),
     }
+    out["undefined"] = _undefined_summary(out["summary"], counts, min_count)
     return out
+
+
+def _undefined_summary(summary, counts, min_count):
+    """Why each NaN of the SOM summary is NaN (a number cannot say it by itself)."""
+    if summary["n_cells_used"] == 0:
+        if counts.max(initial=0) < min_count:
+            why = f"fewer than {min_count} objects in every SOM cell (largest cell: {int(counts.max(initial=0))})"
+        else:
+            why = f"no SOM cell with at least {min_count} objects has a spread of z_spec to fit a line to"
+    else:
+        why = "σ_NMAD is 0 in every fitted SOM cell, so the ratios divide by zero"
+    return {k: why for k, v in summary.items() if k != "n_cells_used" and not np.isfinite(v)}
