@@ -42,7 +42,7 @@ import numpy as np
 import pzkit
 import pzkit.sims
 from pzkit.harness import write_json
-from pzkit.metrics import outlier_rate, sigma_nmad
+from pzkit.metrics import bias_median, outlier_rate, sigma_nmad, wasserstein_nz
 
 MAG_BINS = [(-np.inf, 20.0), (20.0, 21.0), (21.0, 22.0), (22.0, 23.0), (23.0, 24.0), (24.0, 25.0)]
 MODELS = ("baseline", "da", "da_no_matching", "da_pair", "baseline_few_labels", "da_few_labels", "da_paper_disc")
@@ -54,13 +54,6 @@ def crop(images, size):
         return images
     a = (s - size) // 2
     return np.ascontiguousarray(images[:, :, a:a + size, a:a + size])
-
-
-def w1_nz(probs, centres, z_true):
-    """Wasserstein-1 between the stacked PDF n(z) (bin masses at the bin centres) and the true redshifts."""
-    from scipy.stats import wasserstein_distance
-
-    return float(wasserstein_distance(centres, z_true, u_weights=probs.sum(axis=0)))
 
 
 def probe_accuracy(feat_source, feat_target, seed):
@@ -90,7 +83,7 @@ def evaluate(est, Xs_val, zs_val, Xt, zt, imag_t, seed):
     probs = est._probabilities(Xt)
     out["target"] = {"n": int(len(zt)), "sigma_mad": float(sigma_nmad(zt, zp)),
                      "outlier_rate": float(outlier_rate(zt, zp)),
-                     "bias": float(np.median((zp - zt) / (1 + zt))),
+                     "bias": bias_median(zt, zp),
                      "pdfw_gt_1.5": float(np.mean(pdfw > 1.5))}
     ok = pdfw < 1.5
     out["target_pdfw_lt_1.5"] = {"n": int(ok.sum()), "sigma_mad": float(sigma_nmad(zt[ok], zp[ok])),
@@ -100,7 +93,8 @@ def evaluate(est, Xs_val, zs_val, Xt, zt, imag_t, seed):
         sel = (imag_t >= lo) & (imag_t < hi)
         row = {"i_lo": lo if np.isfinite(lo) else None, "i_hi": hi, "n": int(sel.sum())}
         if sel.sum() >= 10:
-            row["w1"] = w1_nz(probs[sel], centres, zt[sel])
+            # the stacked n(z) as the summed class probabilities at the bin centres
+            row["w1"] = wasserstein_nz(zt[sel], centres, probs[sel].sum(axis=0))
             row["pdfw_gt_1.5"] = float(np.mean(pdfw[sel] > 1.5))
             row["sigma_mad"] = float(sigma_nmad(zt[sel], zp[sel]))
             row["outlier_rate"] = float(outlier_rate(zt[sel], zp[sel]))

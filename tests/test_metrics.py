@@ -748,3 +748,39 @@ def test_residual_slopes_undefined_with_too_few_bins():
                                            "positive error (found 0)")
     assert r["undefined"]["slope_high_err"] == "only 2 bins above z_b = 0.15: the line fits them exactly"
     assert "slope_high" not in r["undefined"]
+
+
+# =========================================================================== n(z) per magnitude bin, W1
+def test_wasserstein_nz_hand_and_scipy():
+    # two delta-like n(z) 0.1 apart: all the mass moves 0.1
+    assert M.wasserstein_nz(np.full(10, 0.5), [0.6], [1.0]) == pytest.approx(0.1)
+    # half the mass at the truth, half 0.2 away: 0.1; the weights' normalisation does not matter
+    assert M.wasserstein_nz([0.5, 0.5], [0.5, 0.7], [3.0, 3.0]) == pytest.approx(0.1)
+    rng = np.random.default_rng(5)
+    centres, w, zt = np.linspace(0.05, 2.95, 30), rng.uniform(0, 1, 30), rng.uniform(0, 3, 500)
+    assert M.wasserstein_nz(zt, centres, w) == pytest.approx(stats.wasserstein_distance(centres, zt, u_weights=w))
+    with pytest.raises(ValueError, match="weights"):
+        M.wasserstein_nz(zt, centres, -w)
+
+
+def test_nz_by_magnitude_hand():
+    grid = np.round(np.arange(0.0, 1.0001, 0.05), 10)
+    tri = lambda c: np.clip(1 - np.abs(grid - c) / 0.05, 0, None) / 0.05  # noqa: E731 - unit triangle at c
+    # bright objects: n(z) a triangle at 0.6, truths at 0.5 -> W1 = 0.1; faint: triangle at 0.7 -> W1 = 0.2
+    mag = np.array([20.0, 20.5, 23.0, 23.5])
+    ens = qp.interp.create_ensemble(grid, np.vstack([tri(0.6), tri(0.6), tri(0.7), tri(0.7)]))
+    bins = M.nz_by_magnitude(ens, np.full(4, 0.5), mag, grid, [19.0, 22.0, 24.0, 25.0])
+    assert [b["n"] for b in bins] == [2, 2, 0]
+    assert bins[0]["wasserstein"] == pytest.approx(0.1) and bins[1]["wasserstein"] == pytest.approx(0.2)
+    assert bins[0]["mag_lo"] == 19.0 and bins[0]["mag_median"] == pytest.approx(20.25)
+    assert bins[1]["delta_mean_z"] == pytest.approx(0.2 / 1.5)
+    assert np.isnan(bins[2]["wasserstein"])
+    assert bins[2]["undefined"]["wasserstein"] == "no objects with magnitude in [24, 25]"
+
+
+def test_score_ensemble_nz_by_magnitude():
+    metrics, arrays = _scored(n=600)
+    nzm = metrics["nz_by_magnitude"]
+    assert len(nzm) == 6 and sum(b["n"] for b in nzm) == 600
+    assert all(b["wasserstein"] > 0 for b in nzm)
+    assert [b["wasserstein"] for b in nzm] == pytest.approx([b["wasserstein"] for b in arrays["nz_by_magnitude"]])

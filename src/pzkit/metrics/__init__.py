@@ -1,5 +1,5 @@
-"""Photo-z metrics: point estimates, PDFs, tomographic n(z), residual-bias diagnostics, binned metrics and
-SOM-cell diagnostics.
+"""Photo-z metrics: point estimates, PDFs, n(z) per tomographic and per magnitude bin, residual-bias
+diagnostics, binned metrics and SOM-cell diagnostics.
 
 Δz = (z_phot − z_spec)/(1 + z_spec) throughout. Every function validates its inputs and raises
 ``pzkit.exceptions.InputError`` (a ``ValueError``) naming the argument on bad input.
@@ -8,12 +8,13 @@ Importing this package is cheap: numpy and ``scipy.stats``/``scipy.optimize`` on
 (PDF metrics read the ensemble's arrays or call its methods), and nothing imports torch or matplotlib.
 
 Modules: :mod:`~pzkit.metrics.point`, :mod:`~pzkit.metrics.pdf`, :mod:`~pzkit.metrics.nz`,
-:mod:`~pzkit.metrics.bias`, :mod:`~pzkit.metrics.binned`, :mod:`~pzkit.metrics.som`.
+:mod:`~pzkit.metrics.bias`, :mod:`~pzkit.metrics.binned`, :mod:`~pzkit.metrics.som`; the benchmark report's
+scoring of one ensemble is :mod:`~pzkit.metrics.report`.
 """
 
 from .bias import mode_collapse_distance, residual_vs_z, tomographic_mean_bias
 from .binned import binned_metrics
-from .nz import stacked_nz, tomographic_nz
+from .nz import nz_by_magnitude, stacked_nz, tomographic_nz, wasserstein_nz
 from .pdf import brier_score, cde_loss, crps, interval_coverage, pdf_metrics, pit_stats, pit_values
 from .point import (
     bias_mean,
@@ -52,7 +53,9 @@ __all__ = [
     "pdf_metrics",
     # n(z)
     "tomographic_nz",
+    "nz_by_magnitude",
     "stacked_nz",
+    "wasserstein_nz",
     # bias diagnostics
     "residual_vs_z",
     "mode_collapse_distance",

@@ -16,7 +16,7 @@ class ScoringContext:
 
     ``som_train_rows`` is the number of rows the shared SOM was trained on (test rows, plus training rows when
     :func:`make_context` was given ``train_features``); ``som_min_count`` the fewest test objects a SOM cell needs
-    for its line fit.
+    for its line fit; ``mag_edges`` the magnitude bins of the n(z) comparison (default: 6 equal-count bins).
     """
 
     z_true: np.ndarray
@@ -31,10 +31,11 @@ class ScoringContext:
     random_state: int = 0
     som_train_rows: int = 0
     som_min_count: int = 30
+    mag_edges: tuple = None
 
 
 def make_context(test_features, z_true, outlier_threshold=0.15, tomo_edges=DEFAULT_TOMO_EDGES, som_shape=(10, 12),
-                 n_colors=None, random_state=0, som_iter=30, train_features=None):
+                 n_colors=None, random_state=0, som_iter=30, train_features=None, mag_bins=6):
     """Scoring context shared by every estimator of one benchmark.
 
     Parameters
@@ -59,6 +60,9 @@ def make_context(test_features, z_true, outlier_threshold=0.15, tomo_edges=DEFAU
         Training-split features in the same layout. When given, the SOM is trained on the training and test
         colours stacked (as the SOM-cell paper does), so that the cells describe the whole colour space the
         estimators saw; only the test rows are assigned to cells and scored.
+    mag_bins : int or sequence of float, default 6
+        Reference-magnitude bins of the n(z)-per-magnitude comparison: a number of equal-count bins of the test
+        magnitudes, or explicit edges. Fixed here so that every estimator is scored on the same bins.
 
     Returns
     -------
@@ -77,12 +81,19 @@ def make_context(test_features, z_true, outlier_threshold=0.15, tomo_edges=DEFAU
             raise InputError(f"train_features must have the {F.shape[1]} columns of test_features, "
                              f"got shape {T.shape}")
         fit_colors = np.vstack([_as_2d(T[:, :n_colors], "train_features colours"), colors])
+    magnitude = F[:, n_colors]
+    mag_edges = _equal_count_edges(magnitude, mag_bins) if np.ndim(mag_bins) == 0 else np.asarray(mag_bins, float)
     som = SelfOrganizingMap(n_rows=som_shape[0], n_cols=som_shape[1], n_iter=som_iter, random_state=random_state)
     cells = som.fit(fit_colors).transform(colors)
-    return ScoringContext(z_true=np.asarray(z_true, dtype=np.float64), magnitude=F[:, n_colors], colors=colors,
+    return ScoringContext(z_true=np.asarray(z_true, dtype=np.float64), magnitude=magnitude, colors=colors,
                           cells=np.asarray(cells), som_shape=tuple(som_shape), tomo_edges=tuple(tomo_edges),
                           outlier_threshold=outlier_threshold, random_state=random_state,
-                          som_train_rows=int(fit_colors.shape[0]))
+                          som_train_rows=int(fit_colors.shape[0]), mag_edges=tuple(mag_edges.tolist()))
+
+
+def _equal_count_edges(x, n_bins):
+    """Quantile edges of ``x``; repeated quantiles (ties) are merged, so no bin is empty by construction."""
+    return np.unique(np.quantile(x, np.linspace(0.0, 1.0, int(n_bins) + 1)))
 
 
 #: Fallback reason for a non-finite value whose metric did not say why.
@@ -147,7 +158,8 @@ def score_ensemble(ens, z_phot, zgrid, ctx):
     Returns
     -------
     metrics : dict
-        JSON-ready sections ``point``, ``pdf``, ``nz``, ``bias``, ``binned``, ``som``. A metric that is undefined
+        JSON-ready sections ``point``, ``pdf``, ``nz`` (per tomographic bin), ``nz_by_magnitude`` (per
+        magnitude bin: edges, count, W1, Δ⟨z⟩), ``bias``, ``binned``, ``som``. A metric that is undefined
         at this sample size is ``None``, and the section's ``"undefined"`` dict gives the reason.
     arrays : dict
         Arrays for the plots of :mod:`pzkit.report_html`.
@@ -159,6 +171,8 @@ def score_ensemble(ens, z_phot, zgrid, ctx):
     pdfm = M.pdf_metrics(ens, zs, zgrid)
     pit = M.pit_values(ens, zs)
     tomo = M.tomographic_nz(ens, zs, zp, zgrid, ctx.tomo_edges)
+    mag_edges = _equal_count_edges(ctx.magnitude, 6) if ctx.mag_edges is None else ctx.mag_edges
+    by_mag_nz = M.nz_by_magnitude(ens, zs, ctx.magnitude, zgrid, mag_edges) if len(mag_edges) > 1 else []
     res_spec = M.residual_vs_z(zs, zp, against="spec", break_point=ctx.bias_break_point)
     res_phot = M.residual_vs_z(zs, zp, against="photo", break_point=ctx.bias_break_point)
     by_mag = M.binned_metrics(zs, zp, ctx.magnitude, n_bins=8, n_boot=ctx.n_boot, random_state=ctx.random_state,
@@ -180,6 +194,7 @@ def score_ensemble(ens, z_phot, zgrid, ctx):
         "point": _json_values(M.point_metrics(zs, zp, outlier_threshold=ctx.outlier_threshold)),
         "pdf": _json_values(pdfm),
         "nz": _json_bins(tomo),
+        "nz_by_magnitude": _json_bins(by_mag_nz),
         "bias": {
             "residual_vs_z_spec": _json_values({k: res_spec[k] for k in slope_keys}, res_spec["undefined"]),
             "residual_vs_z_photo": _json_values({k: res_phot[k] for k in slope_keys}, res_phot["undefined"]),
@@ -191,6 +206,7 @@ def score_ensemble(ens, z_phot, zgrid, ctx):
                 "min_count": ctx.som_min_count, "trained_on_rows": ctx.som_train_rows},
     }
     arrays = {"z_true": zs, "z_phot": zp, "pit": pit, "magnitude": ctx.magnitude, "tomo": tomo,
+              "nz_by_magnitude": by_mag_nz,
               "residual_spec": res_spec, "residual_photo": res_phot,
               "som_sigma_nmad": per_cell("sigma_nmad"), "som_theta_deg": per_cell("theta_deg")}
     return metrics, arrays
