@@ -784,3 +784,19 @@ def test_score_ensemble_nz_by_magnitude():
     assert len(nzm) == 6 and sum(b["n"] for b in nzm) == 600
     assert all(b["wasserstein"] > 0 for b in nzm)
     assert [b["wasserstein"] for b in nzm] == pytest.approx([b["wasserstein"] for b in arrays["nz_by_magnitude"]])
+
+
+def test_pit_qq_hand_and_in_the_arrays(gauss):
+    q, qp_ = M.pit_qq([0.0, 0.5, 1.0], n_quantiles=5)
+    np.testing.assert_allclose(q, [0, 0.25, 0.5, 0.75, 1])
+    np.testing.assert_allclose(qp_, [0, 0.25, 0.5, 0.75, 1])
+    # over-confident PDFs: PIT piled at the ends -> the QQ curve crosses the diagonal steeply at the middle
+    ens, zt, mu, sig, grid = gauss
+    narrow = qp.interp.create_ensemble(grid, stats.norm.pdf(grid[None, :], mu[:, None], 0.3 * sig[:, None]))
+    q, qn = M.pit_qq(M.pit_values(narrow, zt))
+    assert qn[25] < 0.2 and qn[75] > 0.8
+    _, arrays = _scored(n=300)
+    assert arrays["pit_qq"]["uniform"].shape == arrays["pit_qq"]["pit"].shape == (101,)
+    np.testing.assert_allclose(arrays["pit_qq"]["pit"], np.quantile(arrays["pit"], np.linspace(0, 1, 101)))
+    with pytest.raises(ValueError, match="n_quantiles"):
+        M.pit_qq([0.5], n_quantiles=1)

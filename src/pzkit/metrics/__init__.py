@@ -15,7 +15,7 @@ scoring of one ensemble is :mod:`~pzkit.metrics.report`.
 from .bias import mode_collapse_distance, residual_vs_z, tomographic_mean_bias
 from .binned import binned_metrics
 from .nz import nz_by_magnitude, stacked_nz, tomographic_nz, wasserstein_nz
-from .pdf import brier_score, cde_loss, crps, interval_coverage, pdf_metrics, pit_stats, pit_values
+from .pdf import brier_score, cde_loss, crps, interval_coverage, pdf_metrics, pit_qq, pit_stats, pit_values
 from .point import (
     bias_mean,
     bias_median,
@@ -46,6 +46,7 @@ __all__ = [
     # pdf
     "pit_values",
     "pit_stats",
+    "pit_qq",
     "cde_loss",
     "crps",
     "interval_coverage",

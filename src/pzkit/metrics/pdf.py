@@ -35,11 +35,12 @@ import warnings
 
 import numpy as np
 
-from ._validation import InputError, as_1d, check_grid
+from ._validation import InputError, as_1d, check_grid, check_int
 
 __all__ = [
     "pit_values",
     "pit_stats",
+    "pit_qq",
     "cde_loss",
     "crps",
     "interval_coverage",
@@ -297,6 +298,34 @@ def pit_stats(pit, outlier_limits=(1e-4, 1 - 1e-4)):
     out["ad_uniform"] = _ad_uniform(u)
     out["outlier_rate"] = float(np.mean((u < lo) | (u > hi)))
     return out
+
+
+def pit_qq(pit, n_quantiles=101):
+    r"""Quantile–quantile data of the PIT values against the uniform distribution.
+
+    .. math:: q_k = \frac{k}{K - 1},\quad k = 0 \ldots K-1, \qquad Q_k = \hat F^{-1}_{\rm PIT}(q_k)
+
+    with :math:`\hat F^{-1}_{\rm PIT}` the empirical quantile function of the PIT values (numpy's linear
+    interpolation). Calibrated PDFs put :math:`Q_k \approx q_k` on the diagonal; over-confident (too narrow)
+    PDFs give a curve steeper than the diagonal in the middle, under-confident ones a flatter one, and a biased
+    sample a curve shifted off it.
+
+    Parameters
+    ----------
+    pit : array_like, shape (n,)
+        PIT values (see :func:`pit_values`); finite, within [0, 1].
+    n_quantiles : int, default 101
+        K, the number of uniform quantiles (≥ 2).
+
+    Returns
+    -------
+    q_uniform, q_pit : numpy.ndarray, shape (K,)
+    """
+    u = as_1d(pit, "pit")
+    if np.any((u < 0) | (u > 1)):
+        raise InputError("pit values must lie in [0, 1]")
+    q = np.linspace(0.0, 1.0, check_int(n_quantiles, "n_quantiles", 2))
+    return q, np.quantile(u, q)
 
 
 # =========================================================================== CDE loss

@@ -170,6 +170,7 @@ def score_ensemble(ens, z_phot, zgrid, ctx):
     zp = np.asarray(z_phot, dtype=np.float64)
     pdfm = M.pdf_metrics(ens, zs, zgrid)
     pit = M.pit_values(ens, zs)
+    q_uniform, q_pit = M.pit_qq(pit)
     tomo = M.tomographic_nz(ens, zs, zp, zgrid, ctx.tomo_edges)
     mag_edges = _equal_count_edges(ctx.magnitude, 6) if ctx.mag_edges is None else ctx.mag_edges
     by_mag_nz = M.nz_by_magnitude(ens, zs, ctx.magnitude, zgrid, mag_edges) if len(mag_edges) > 1 else []
@@ -205,7 +206,8 @@ def score_ensemble(ens, z_phot, zgrid, ctx):
         "som": {**_json_values(som["summary"], som["undefined"]), "grid": list(ctx.som_shape),
                 "min_count": ctx.som_min_count, "trained_on_rows": ctx.som_train_rows},
     }
-    arrays = {"z_true": zs, "z_phot": zp, "pit": pit, "magnitude": ctx.magnitude, "tomo": tomo,
+    arrays = {"z_true": zs, "z_phot": zp, "pit": pit, "pit_qq": {"uniform": q_uniform, "pit": q_pit},
+              "magnitude": ctx.magnitude, "tomo": tomo,
               "nz_by_magnitude": by_mag_nz,
               "residual_spec": res_spec, "residual_photo": res_phot,
               "som_sigma_nmad": per_cell("sigma_nmad"), "som_theta_deg": per_cell("theta_deg")}
