@@ -1,8 +1,11 @@
-"""Self-contained HTML report with plots (PNG images embedded as base64; no external files or scripts)."""
+"""Self-contained HTML report with plots (PNG images embedded as base64; no external files or scripts).
+
+matplotlib is imported here only, when a report is drawn."""
 
 import base64
 import html
 import io
+import textwrap
 
 import numpy as np
 
@@ -14,11 +17,9 @@ def _png(fig):
 
 
 def _estimator_figure(name, arrays, zmax):
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
     from matplotlib.colors import LogNorm
+
+    plt = _pyplot()
 
     zs, zp = arrays["z_true"], arrays["z_phot"]
     dz = (zp - zs) / (1 + zs)
@@ -26,7 +27,8 @@ def _estimator_figure(name, arrays, zmax):
     fig.suptitle(name, fontsize=14, fontweight="bold")
 
     ax = axes[0, 0]
-    ax.hist2d(zs, zp, bins=120, range=[[0, zmax], [0, zmax]], norm=LogNorm(), cmap="viridis")
+    *_, mesh = ax.hist2d(zs, zp, bins=120, range=[[0, zmax], [0, zmax]], norm=LogNorm(), cmap="viridis")
+    fig.colorbar(mesh, ax=ax, shrink=0.8, label="objects per pixel")
     ax.plot([0, zmax], [0, zmax], "w--", lw=0.8)
     ax.set(xlabel="z_spec", ylabel="z_phot", title="z_phot vs z_spec (density, log)")
 
@@ -75,6 +77,68 @@ def _estimator_figure(name, arrays, zmax):
         im = ax.imshow(np.ma.masked_invalid(grid), origin="lower", cmap=cmap, **kw)
         fig.colorbar(im, ax=ax, shrink=0.8)
         ax.set(title=title, xlabel="SOM column", ylabel="SOM row")
+        if not np.isfinite(grid).any():  # an empty map says why rather than staying blank
+            why = (arrays.get("som_undefined") or {}).get("mean_theta_deg", "no SOM cell has enough objects")
+            ax.text(0.5, 0.5, "undefined:\n" + textwrap.fill(why, 30), transform=ax.transAxes, ha="center",
+                    va="center", fontsize=9, color="0.3")
+    fig.tight_layout()
+    out = _png(fig)
+    plt.close(fig)
+    return out
+
+
+#: Alt text of the comparison figure (tests look for it).
+COMPARISON_ALT = "comparison of all estimators"
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _comparison_figure(arrays_by_name):
+    """One figure, every estimator overlaid: binned σ_NMAD and outlier rate (bootstrap errors) against magnitude
+    and z_spec, n(z) W1 per magnitude bin and the PIT QQ plot."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(2, 3, figsize=(18, 9))
+    fig.suptitle("All estimators", fontsize=14, fontweight="bold")
+    colours = plt.cm.tab10(np.arange(len(arrays_by_name)) % 10)
+    # a small horizontal offset per estimator keeps overlapping error bars apart
+    offsets = (np.arange(len(arrays_by_name)) - (len(arrays_by_name) - 1) / 2) * 0.15
+    panels = ((axes[0, 0], "binned_magnitude", "sigma_nmad", "reference magnitude", "σ_NMAD vs magnitude"),
+              (axes[0, 1], "binned_magnitude", "outlier_rate", "reference magnitude", "outlier rate vs magnitude"),
+              (axes[1, 0], "binned_z_spec", "sigma_nmad", "z_spec", "σ_NMAD vs z_spec"),
+              (axes[1, 1], "binned_z_spec", "outlier_rate", "z_spec", "outlier rate vs z_spec"))
+    for (name, arrays), colour, offset in zip(arrays_by_name.items(), colours, offsets):
+        for ax, key, metric, xlabel, title in panels:
+            b = arrays.get(key)
+            if b is None:
+                continue
+            dx = offset * (0.2 if key == "binned_magnitude" else 0.05)
+            ax.errorbar(np.asarray(b["center"]) + dx, b[metric], yerr=b[metric + "_err"], fmt="o-", ms=3, lw=1,
+                        capsize=2, color=colour, label=name)
+            ax.set(xlabel=xlabel, ylabel=metric.replace("_", " "), title=f"{title} (bootstrap 1σ)")
+        nzm = arrays.get("nz_by_magnitude") or []
+        if nzm:
+            x = np.array([b["mag_median"] for b in nzm], dtype=float)
+            y = np.array([b["wasserstein"] for b in nzm], dtype=float)
+            ok = np.isfinite(x) & np.isfinite(y)
+            axes[0, 2].plot(x[ok], y[ok], "o-", ms=3, lw=1, color=colour, label=name)
+        qq = arrays.get("pit_qq")
+        if qq is not None:
+            axes[1, 2].plot(qq["uniform"], qq["pit"], lw=1.2, color=colour, label=name)
+    axes[0, 2].set(xlabel="reference magnitude (bin median)", ylabel="W1 (stacked PDFs vs true n(z))",
+                   title="n(z) Wasserstein-1 per magnitude bin")
+    axes[1, 2].plot([0, 1], [0, 1], "k--", lw=0.8)
+    axes[1, 2].set(xlabel="uniform quantile", ylabel="PIT quantile", title="PIT QQ (diagonal = calibrated)",
+                   xlim=(0, 1), ylim=(0, 1), aspect="equal")
+    for ax in axes.flat:
+        ax.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize=8)
     fig.tight_layout()
     out = _png(fig)
     plt.close(fig)
@@ -108,6 +172,16 @@ def _value(section, key, fmt, notes):
     return html.escape(fmt(v))
 
 
+def _som_note(report):
+    """Which rows the SOM was trained on, from the first scored result."""
+    for r in report.results:
+        som = r.get("som") or {}
+        if "trained_on_rows" in som:
+            return (f"The SOM ({som['grid'][0]}×{som['grid'][1]} cells) was trained on {som['trained_on_rows']:,} "
+                    f"rows of colours; a cell enters θ with at least {som['min_count']} test objects.")
+    return ""
+
+
 def _section(result, path):
     """``result["a"]["b"]`` for path "a.b" (None where absent)."""
     for part in path.split("."):
@@ -116,7 +190,8 @@ def _section(result, path):
 
 
 def write_html(report, path):
-    """Write ``report`` as one self-contained HTML file with a summary table and a figure per estimator."""
+    """Write ``report`` as one self-contained HTML file: a summary table (undefined values cite their reason),
+    one comparison figure with every estimator overlaid, and a figure per estimator."""
     meta = report.meta
     zmax = 3.0
     for r in report.results:
@@ -125,13 +200,20 @@ def write_html(report, path):
             break
     rows = []
     notes = _Notes()
-    # (header, section, key, format): every metric cell goes through _value, so a missing number says why
+    # (header (HTML), section, key or keys shown as "a / b", format): every metric cell goes through _value,
+    # so a missing number says why
     columns = [
         ("σ_NMAD", "point", "sigma_nmad", "{:.4f}"), ("bias", "point", "bias_median", "{:+.4f}"),
         ("outliers", "point", "outlier_rate", lambda v: f"{100 * v:.2f} %"),
         ("CDE loss", "pdf", "cde_loss", "{:.3f}"), ("PIT KS", "pdf", "pit_ks", "{:.3f}"),
         ("CRPS", "pdf", "crps", "{:.4f}"), ("cov 68 %", "pdf", "coverage_68", "{:.2f}"),
         ("mean θ (SOM)", "som", "mean_theta_deg", "{:.1f}°"),
+        ("σ_atten / σ_scatter (SOM, ÷σ_NMAD)", "som", ("median_atten_ratio", "median_scatter_ratio"), "{:.2f}"),
+        ("Δz slope vs z_spec (&lt; z_b / &gt; z_b)", "bias.residual_vs_z_spec", ("slope_low", "slope_high"),
+         "{:+.3f}"),
+        ("Δz slope vs z_phot (&lt; z_b / &gt; z_b)", "bias.residual_vs_z_photo", ("slope_low", "slope_high"),
+         "{:+.3f}"),
+        ("mode collapse (TV)", "bias", "mode_collapse_distance", "{:.3f}"),
         ("fit s", "cost", "fit_seconds", "{:.2f}"), ("estimate s", "cost", "estimate_seconds", "{:.2f}"),
         ("obj/s", "cost", "objects_per_second", "{:,.0f}"),
     ]
@@ -142,11 +224,15 @@ def write_html(report, path):
                         f"{html.escape(r['error'])}</td></tr>")
             continue
         cells = [html.escape(r["name"])]
-        for _, section, key, fmt in columns:
+        for _, section, keys, fmt in columns:
             fmt = fmt.format if isinstance(fmt, str) else fmt
-            cells.append(_value(_section(r, section), key, fmt, notes))
+            keys = (keys,) if isinstance(keys, str) else keys
+            cells.append(" / ".join(_value(_section(r, section), key, fmt, notes) for key in keys))
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     figures = []
+    if report.arrays:
+        figures.append(f"<h2>Comparison</h2><img alt='{COMPARISON_ALT}' "
+                       f"src='data:image/png;base64,{_comparison_figure(report.arrays)}'>")
     for name, arrays in report.arrays.items():
         figures.append(f"<h2>{html.escape(name)}</h2><img alt='plots for {html.escape(name)}' "
                        f"src='data:image/png;base64,{_estimator_figure(name, arrays, zmax)}'>")
@@ -172,7 +258,12 @@ seed {meta['random_state']}; {html.escape(meta['created'])}; {meta['machine']['c
 {notes.html()}
 <p class="meta">Δz = (z_phot − z_spec)/(1 + z_spec). σ_NMAD = 1.4826·median|Δz − median Δz|. CDE loss (lower is
 better) = E∫p̂² − 2E p̂(z_true). PIT KS: Kolmogorov–Smirnov distance of the PIT values from U(0,1). θ: mean over
-SOM cells of the LTS slope angle of z_phot on z_spec (45° = no attenuation bias).</p>
+SOM cells of the LTS slope angle of z_phot on z_spec (45° = no attenuation bias); σ_atten / σ_scatter: medians
+over those cells of the two parts of σ_NMAD, the fitted line's departure from the diagonal (attenuation) and the
+scatter about that line, each divided by the cell's σ_NMAD. Δz slopes: of the binned mean Δz against z_spec or z_phot, below and above the break point z_b
+(0 = no redshift-dependent bias). Mode collapse: total-variation distance between the z_phot and z_spec
+histograms. W1: Wasserstein-1 distance between the stacked-PDF n(z) and the true n(z) of each magnitude bin.
+{html.escape(_som_note(report))}</p>
 {''.join(figures)}
 </body></html>
 """

@@ -162,7 +162,13 @@ def score_ensemble(ens, z_phot, zgrid, ctx):
         magnitude bin: edges, count, W1, Δ⟨z⟩), ``bias``, ``binned``, ``som``. A metric that is undefined
         at this sample size is ``None``, and the section's ``"undefined"`` dict gives the reason.
     arrays : dict
-        Arrays for the plots of :mod:`pzkit.report_html`.
+        Arrays for the plots of :mod:`pzkit.report_html`: ``z_true``, ``z_phot``, ``magnitude``, ``pit``,
+        ``pit_qq`` (``uniform``, ``pit`` quantiles), ``tomo`` and ``nz_by_magnitude`` (the per-bin records with
+        their n(z) curves), ``residual_spec``/``residual_photo`` (:func:`~pzkit.metrics.residual_vs_z`),
+        ``mode_collapse_distance``, ``binned_magnitude``/``binned_z_spec`` (:func:`~pzkit.metrics.binned_metrics`
+        with bootstrap errors), per-cell SOM grids ``som_sigma_nmad``, ``som_theta_deg``, ``som_atten_ratio``,
+        ``som_scatter_ratio`` (NaN in cells below the minimum count), ``som_summary`` and ``som_undefined``
+        (summary key -> reason).
     """
     from .. import metrics as M
 
@@ -210,5 +216,9 @@ def score_ensemble(ens, z_phot, zgrid, ctx):
               "magnitude": ctx.magnitude, "tomo": tomo,
               "nz_by_magnitude": by_mag_nz,
               "residual_spec": res_spec, "residual_photo": res_phot,
-              "som_sigma_nmad": per_cell("sigma_nmad"), "som_theta_deg": per_cell("theta_deg")}
+              "mode_collapse_distance": metrics["bias"]["mode_collapse_distance"],
+              "binned_magnitude": by_mag, "binned_z_spec": by_z,
+              "som_sigma_nmad": per_cell("sigma_nmad"), "som_theta_deg": per_cell("theta_deg"),
+              "som_atten_ratio": per_cell("atten_ratio"), "som_scatter_ratio": per_cell("scatter_ratio"),
+              "som_summary": som["summary"], "som_undefined": som["undefined"]}
     return metrics, arrays
