@@ -55,7 +55,7 @@ class PhotoZEstimator(RegressorMixin, BaseEstimator):
     ancil, point estimates, ``score``, persistence, the conformance suite):
 
     * ``_fit(self, X, y, **side_inputs)`` – learn from the validated float64 feature matrix ``X`` (n, d)
-      and redshifts ``y`` (n,) (NaN marks an unlabelled object when ``_allows_unlabelled`` is true);
+      and redshifts ``y`` (n,) (NaN marks an unlabelled object when the ``unlabelled_rows`` tag is true);
       store fitted state in attributes ending in ``_``.
     * ``_estimate_pdf(self, X, **side_inputs)`` – return a ``qp.Ensemble`` with one PDF per row of ``X``,
       usually built with :meth:`_interp_ensemble` (values on ``zgrid_``) or :meth:`_hist_ensemble` (bin
@@ -76,17 +76,61 @@ class PhotoZEstimator(RegressorMixin, BaseEstimator):
         Seed for every random step of the method.
     """
 
-    #: NaN in ``y`` marks an unlabelled object (semi-supervised methods only).
-    _allows_unlabelled = False
-    #: NaN in ``X`` is passed to the method (it handles missing features itself).
-    _allows_nan_features = False
-    #: The conformance suite checks that the method beats the training-set n(z) on held-out toy data.
-    _learns = True
-    #: sklearn checks expected to fail for this estimator, name -> reason (reported by the conformance suite).
-    _expected_failed_sklearn_checks = {}
+    #: What the estimator consumes, as tags (skbase/sktime style): class-level ``_tags`` dicts are merged along
+    #: the MRO, a subclass's entries win. Read them with :meth:`get_tags` / :meth:`get_class_tags`; ``pzkit
+    #: list --tags`` shows them, and the harness and the CLI route inputs by them.
+    #:
+    #: ``X_type``
+    #:     ``"photometry"`` (a catalog turned into a feature table) or ``"images"`` ((n, bands, H, W) stamps).
+    #: ``fit_inputs`` / ``predict_inputs``
+    #:     ``{keyword of fit (predict, estimate_pdf): dataset input}``; the inputs are named in
+    #:     :data:`pzkit.datasets.INPUTS` (``"narrow_bands"``, ``"mag"``, ``"target:images"`` …).
+    #: ``required_fit_inputs``
+    #:     fit keywords without which ``fit`` fails; ``pzkit bench`` leaves out methods whose inputs a dataset lacks.
+    #: ``unlabelled_rows``
+    #:     NaN in ``y`` marks an unlabelled object the method learns from (semi-supervised methods).
+    #: ``allow_nan``
+    #:     NaN features are passed to the method (it handles missing features itself).
+    #: ``learns``
+    #:     the conformance suite checks that the method beats the training-set n(z) on held-out toy data.
+    #: ``expected_failed_sklearn_checks``
+    #:     sklearn checks expected to fail, name -> reason (reported by the conformance suite, not hidden).
+    _tags = {
+        "X_type": "photometry",
+        "fit_inputs": {},
+        "required_fit_inputs": (),
+        "predict_inputs": {},
+        "unlabelled_rows": False,
+        "allow_nan": False,
+        "learns": True,
+        "expected_failed_sklearn_checks": {},
+    }
     #: Fitted attributes computed from the other fitted state (search trees, packed copies): left out of
     #: ``__getstate__`` (so out of saved models and pickles) and rebuilt on load by ``_rebuild_derived_state``.
     _derived_attributes = ()
+
+    # ------------------------------------------------------------------ tags
+    @classmethod
+    def get_class_tags(cls):
+        """Tags of the class: the ``_tags`` dicts of its MRO merged, subclasses winning."""
+        tags = {}
+        for klass in reversed(cls.__mro__):
+            tags.update(klass.__dict__.get("_tags", {}))
+        return tags
+
+    @classmethod
+    def get_class_tag(cls, name, default=None):
+        """One class tag, or ``default`` when the class does not declare it."""
+        return cls.get_class_tags().get(name, default)
+
+    def get_tags(self):
+        """Tags of this instance: the class tags, which a subclass may adapt to its parameters (for example
+        an input that only one variant takes)."""
+        return self.get_class_tags()
+
+    def get_tag(self, name, default=None):
+        """One tag of this instance, or ``default``."""
+        return self.get_tags().get(name, default)
 
     def __init__(self, zmin=0.0, zmax=3.0, nzbins=301, point_estimate="mode", random_state=None):
         self.zmin = zmin
@@ -190,7 +234,7 @@ class PhotoZEstimator(RegressorMixin, BaseEstimator):
                     X,
                     reset=reset,
                     dtype=np.float64,
-                    ensure_all_finite="allow-nan" if self._allows_nan_features else True,
+                    ensure_all_finite="allow-nan" if self.get_tag("allow_nan") else True,
                     ensure_min_samples=1,
                 )
         except InputError:
@@ -220,7 +264,7 @@ class PhotoZEstimator(RegressorMixin, BaseEstimator):
         if np.isinf(y).any():
             raise InputError(f"y contains {int(np.isinf(y).sum())} infinite redshift(s)")
         unlabelled = np.isnan(y)
-        if unlabelled.any() and not self._allows_unlabelled:
+        if unlabelled.any() and not self.get_tag("unlabelled_rows"):
             raise InputError(
                 f"y contains {int(unlabelled.sum())} NaN; {type(self).__name__} cannot use unlabelled objects"
             )
@@ -277,7 +321,7 @@ class PhotoZEstimator(RegressorMixin, BaseEstimator):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = self._allows_nan_features
+        tags.input_tags.allow_nan = self.get_tag("allow_nan")
         tags.target_tags.required = True
         tags.target_tags.positive_only = True  # redshifts; makes sklearn's checks draw y >= 1
         # score is -σ_NMAD (<= 0), not R², so sklearn's "score > 0.5" check does not apply

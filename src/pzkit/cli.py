@@ -2,6 +2,8 @@
 
 import argparse
 import ast
+import os
+import re
 import sys
 import time
 import warnings
@@ -80,16 +82,70 @@ def cmd_list(args):
     if not names:
         print("no pzkit estimator plugins installed")
         return 0
-    print(f"{'name':<20} {'distribution':<24} {'version':<10} status")
+    if not args.tags:
+        # no plugin is imported (torch plugins take seconds): `--tags` imports each one and shows its inputs
+        print(f"{'name':<20} {'distribution':<24} {'version':<10} entry point")
+        for name in names:
+            info = plugin_info(name)
+            print(f"{name:<20} {str(info['distribution']):<24} {str(info['version']):<10} {info['entry_point']}")
+        print("(`pzkit list --tags` imports every plugin and shows what it consumes)", file=sys.stderr)
+        return 0
+    print(f"{'name':<20} {'status':<8} {'X':<11} {'unlabelled':<11} {'fit inputs':<44} predict inputs")
     for name in names:
-        info = plugin_info(name)
         try:
-            get_estimator_class(name)
-            status = "ok"
+            tags = get_estimator_class(name)().get_tags()
         except PzkitError as exc:
-            status = f"FAILED: {exc}"
-        print(f"{name:<20} {str(info['distribution']):<24} {str(info['version']):<10} {status}")
+            print(f"{name:<20} FAILED: {exc}")
+            continue
+        fit = ", ".join(f"{k}={v}" + ("*" if k in tags["required_fit_inputs"] else "")
+                        for k, v in tags["fit_inputs"].items()) or "-"
+        pred = ", ".join(f"{k}={v}" for k, v in tags["predict_inputs"].items()) or "-"
+        print(f"{name:<20} {'ok':<8} {tags['X_type']:<11} {'yes' if tags['unlabelled_rows'] else 'no':<11} "
+              f"{fit:<44} {pred}")
+    print("(* required; inputs are named as in pzkit.datasets.INPUTS)", file=sys.stderr)
     return 0
+
+
+def _is_sims_file(path):
+    import h5py
+
+    if not path or os.path.splitext(path)[1].lower() not in (".hdf5", ".hdf", ".h5"):
+        return False
+    try:
+        with h5py.File(path, "r") as fh:
+            return "config" in fh.attrs and "pzkit_sims_file" in fh.attrs
+    except OSError:
+        return False
+
+
+def _fit_on_dataset(args, estimator):
+    """Fit through the harness's routing: the dataset's training split, its labelled rows (all rows, with NaN
+    for the unlabelled ones, for methods tagged ``unlabelled_rows``), the side inputs the tags ask for."""
+    import numpy as np
+
+    from .datasets import get_dataset
+    from .harness import missing_inputs, needed_inputs, route_inputs
+    from .pipeline import make_pipeline
+
+    data = get_dataset(args.dataset or args.train, n=args.n, random_state=args.seed, inputs=needed_inputs(estimator))
+    missing = missing_inputs(estimator, data)
+    if missing:
+        raise PzkitError(f"{args.estimator} needs {', '.join(missing)}, which {data.name} does not have")
+    y = data.train[data.redshift_column].to_numpy(np.float64)
+    tags = estimator.get_tags()
+    rows = None if tags["unlabelled_rows"] else np.flatnonzero(np.isfinite(y))
+    X, side = route_inputs(estimator, data, "train", rows)
+    y = y if rows is None else y[rows]
+    split = data.source.get("splits", {}).get("train", "train")
+    print(f"fitting {args.estimator} on the {split} split of {data.name}: {len(y)} objects, "
+          f"{int(np.isfinite(y).sum())} labelled" + (f"; side inputs {sorted(side)}" if side else ""),
+          file=sys.stderr)
+    if tags["X_type"] == "images":
+        return estimator.fit(X, y, **side)
+    # side inputs go to the estimator only (the features step takes none), so the steps are fitted in turn
+    features = data.features(id_column=data.id_column)
+    estimator.fit(features.fit_transform(X), y, **side)
+    return make_pipeline(features, estimator)
 
 
 def cmd_fit(args):
@@ -101,26 +157,92 @@ def cmd_fit(args):
     from .registry import make_estimator
 
     estimator = make_estimator(args.estimator, **_parse_params(args.param))
-    features = _features_from_args(args)
-    catalog = _catalog(args.dataset, "train", args.train, "pzkit fit needs --train PATH or --dataset dc2")
-    columns, _ = read_catalog(catalog, args.group)
-    if args.redshift_column not in columns:
-        raise PzkitError(f"training catalog has no redshift column {args.redshift_column!r}")
-    y = np.asarray(columns[args.redshift_column], dtype=np.float64)
-    pipe = make_pipeline(features, estimator)
     t0 = time.perf_counter()
-    print(f"fitting {args.estimator} on {len(y)} objects ...", file=sys.stderr)
-    pipe.fit(catalog, y)
+    if (args.dataset and args.dataset != "dc2") or _is_sims_file(args.train):
+        if args.split not in (None, "train"):
+            raise PzkitError(f"--split {args.split}: a sims catalog is fitted on its training split only")
+        model = _fit_on_dataset(args, estimator)
+    else:
+        if estimator.get_tag("X_type") == "images" or estimator.get_tag("required_fit_inputs"):
+            raise PzkitError(f"{args.estimator} needs {estimator.get_tag('X_type')} and side inputs "
+                             f"{list(estimator.get_tag('fit_inputs'))}: give --dataset sims:<preset> or a "
+                             "`pzkit sims make` file (with its companion images) as --train")
+        features = _features_from_args(args)
+        catalog = _catalog(args.dataset, "train", args.train, "pzkit fit needs --train PATH or --dataset NAME")
+        columns, _ = read_catalog(catalog, args.group)
+        if args.redshift_column not in columns:
+            raise PzkitError(f"training catalog has no redshift column {args.redshift_column!r}")
+        y = np.asarray(columns[args.redshift_column], dtype=np.float64)
+        keep = np.ones(len(y), dtype=bool)
+        if "split" in columns:
+            if args.split is None:
+                values = sorted(set(np.asarray(columns["split"]).astype(str)))
+                raise PzkitError(f"the catalog has a 'split' column ({', '.join(values)}): name the rows to train "
+                                 "on with --split (e.g. --split train); pzkit never trains on test rows")
+            keep &= np.asarray(columns["split"]).astype(str) == args.split
+            if not keep.any():
+                raise PzkitError(f"--split {args.split}: no row of the catalog has split == {args.split!r}")
+        elif args.split is not None:
+            raise PzkitError(f"--split {args.split}: the catalog has no 'split' column")
+        if "labelled" in columns:
+            unlabelled = ~np.asarray(columns["labelled"]).astype(bool)
+            if estimator.get_tag("unlabelled_rows"):
+                y = np.where(unlabelled, np.nan, y)
+            else:
+                keep &= ~unlabelled
+        if not keep.all():
+            catalog = {k: np.asarray(v)[keep] for k, v in columns.items()}
+            y = y[keep]
+        pipe = make_pipeline(features, estimator)
+        print(f"fitting {args.estimator} on {len(y)} objects ...", file=sys.stderr)
+        pipe.fit(catalog, y)
+        model = pipe
     print(f"fitted in {time.perf_counter() - t0:.1f} s; writing {args.output}", file=sys.stderr)
-    save(pipe, args.output)
+    save(model, args.output)
     return 0
+
+
+def _estimate_images(args):
+    """Estimate with an image model: stamps from the input's companion file, side inputs from the catalog."""
+    from .datasets import sims_inputs
+    from .persistence import load
+
+    model = load(args.model)
+    if args.storage != "grid":
+        raise PzkitError("--storage: image models write the full grid (--storage grid)")
+    if not args.input:
+        raise PzkitError("pzkit estimate with an image model needs --input, a `pzkit sims make` file")
+    table, inputs = sims_inputs(args.input, ("images",) + tuple(model.get_tag("predict_inputs").values()))
+    side = {kw: inputs[name] for kw, name in model.get_tag("predict_inputs").items() if name in inputs}
+    t0 = time.perf_counter()
+    ens = model.estimate_pdf(inputs["images"], ids=table["id"].to_numpy(), **side)
+    if os.path.exists(args.output) and not args.overwrite:
+        raise PzkitError(f"output {args.output!r} exists: pass --overwrite to replace it")
+    ens.write_to(args.output)
+    seconds = time.perf_counter() - t0
+    print(f"wrote {ens.npdf} objects (grid) to {args.output} in {seconds:.1f} s", file=sys.stderr)
+    return 0
+
+
+def _model_takes_images(path):
+    from .persistence import load
+
+    try:
+        model = load(path)
+    except PzkitError:
+        return False  # the streaming path reports the bad model file
+    return getattr(model, "get_tag", None) is not None and model.get_tag("X_type") == "images"
 
 
 def cmd_estimate(args):
     from .streaming import estimate_catalog
 
+    if args.input and _is_sims_file(args.input) and _model_takes_images(args.model):
+        return _estimate_images(args)
     if args.input:
         catalog, group = args.input, args.group
+        if _is_sims_file(args.input) and group is None:
+            group = "photometry"
     elif args.dataset == "dc2":
         from .datasets import dc2_path
 
@@ -143,18 +265,21 @@ def cmd_estimate(args):
 
 
 def cmd_bench(args):
-    from .harness import evaluate
-    from .registry import list_estimators
+    from .datasets import get_dataset
+    from .harness import evaluate, missing_inputs, needed_inputs
+    from .registry import list_estimators, make_estimator
 
     names = args.estimators
     if not names:
-        from .registry import get_estimator_class
-
+        names = list_estimators(check_import=True)
+        candidates = {name: make_estimator(name) for name in names}
+        needed = set().union(*(needed_inputs(e) for e in candidates.values()))
+        data = get_dataset(args.dataset, n=args.n, random_state=args.seed, inputs=needed, progress=not args.quiet)
         names = []
-        for name in list_estimators(check_import=True):
-            needs = getattr(get_estimator_class(name), "_required_fit_inputs", ())
-            if needs:
-                print(f"skipping {name}: it needs {', '.join(needs)} in fit, which {args.dataset} does not have "
+        for name, est in candidates.items():
+            missing = missing_inputs(est, data)
+            if missing:
+                print(f"skipping {name}: it needs {', '.join(missing)}, which {data.name} does not have "
                       "(name it explicitly to try anyway)", file=sys.stderr)
             else:
                 names.append(name)
@@ -164,26 +289,44 @@ def cmd_bench(args):
         if name not in params:
             raise PzkitError(f"--param {item!r}: {name!r} is not among the benchmarked estimators {names}")
         params[name].update(_parse_params([rest]))
-    report = evaluate(names, dataset=args.dataset, params=params, random_state=args.seed,
+    out = args.out or os.path.join("reports", re.sub(r"[^A-Za-z0-9_.-]+", "_", os.path.basename(args.dataset)))
+    t0 = time.perf_counter()
+    report = evaluate(names, dataset=args.dataset, params=params, random_state=args.seed, n=args.n,
                       progress=not args.quiet, n_train=args.n_train, n_test=args.n_test)
-    paths = report.write(args.out)
+    report.meta["wall_seconds"] = time.perf_counter() - t0
+    paths = report.write(out)
     print(report.to_markdown())
+    failed = [r["name"] for r in report.results if "error" in r]
     for kind, path in paths.items():
         print(f"{kind}: {path}", file=sys.stderr)
+    print(f"{len(report.results)} rows, {len(failed)} failed{': ' + ', '.join(failed) if failed else ''}; "
+          f"{report.meta['wall_seconds']:.0f} s", file=sys.stderr)
     return 0
 
 
 def build_parser():
+    from . import __version__
+
     parser = argparse.ArgumentParser(prog="pzkit", description="Photometric-redshift estimators behind one interface.")
+    parser.add_argument("--version", action="version", version=f"pzkit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("list", help="list installed estimator plugins and whether they import")
+    p = sub.add_parser("list", help="list installed estimator plugins (with --tags: what each consumes)")
+    p.add_argument("--tags", action="store_true",
+                   help="import every plugin and show its tags: X type, fit/predict inputs, unlabelled rows")
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("fit", help="fit features + an estimator on a catalog and save the model")
     p.add_argument("estimator", help="entry-point name (see `pzkit list`)")
-    p.add_argument("--train", help="training catalog (HDF5/Parquet/FITS via tables_io)")
-    p.add_argument("--dataset", choices=("dc2",), help="use a built-in dataset's training split instead")
+    p.add_argument("--train", help="training catalog (HDF5/Parquet/FITS via tables_io); a `pzkit sims make` "
+                   "file brings its narrow bands, companion images and labels, and only its labelled training "
+                   "rows are fitted")
+    p.add_argument("--dataset", help="use a dataset's training split instead: dc2, sims:<preset> (see "
+                   "`pzkit sims list`) or a registered dataset")
+    p.add_argument("--split", default=None,
+                   help="with a catalog that has a 'split' column: the split to train on (required there)")
+    p.add_argument("--n", type=int, default=None, help="catalog size of a sims:<preset> dataset")
+    p.add_argument("--seed", type=int, default=0, help="seed of a sims:<preset> dataset")
     p.add_argument("--redshift-column", default="redshift")
     p.add_argument("--param", action="append", metavar="KEY=VALUE", help="estimator parameter (repeatable)")
     p.add_argument("--output", "-o", required=True, help="model file to write (.pzk)")
@@ -193,7 +336,7 @@ def build_parser():
     p = sub.add_parser("estimate", help="estimate PDFs for a catalog with a saved model; writes a qp file")
     p.add_argument("--model", "-m", required=True)
     p.add_argument("--input", "-i", help="catalog to estimate")
-    p.add_argument("--dataset", choices=("dc2",), help="use a built-in dataset's validation split instead")
+    p.add_argument("--dataset", choices=("dc2",), help="use DC2's validation split instead")
     p.add_argument("--group", default=None, help="HDF5 group holding the columns")
     p.add_argument("--output", "-o", required=True,
                    help="PDF file to write: .hdf5 (one file, qp layout) or .pq/.parquet (qp's Parquet layout)")
@@ -212,8 +355,12 @@ def build_parser():
 
     p = sub.add_parser("bench", help="head-to-head benchmark of estimators on one dataset; writes a report")
     p.add_argument("estimators", nargs="*", help="entry-point names (default: every installed plugin)")
-    p.add_argument("--dataset", default="dc2", choices=("dc2",))
-    p.add_argument("--out", default="reports/dc2", help="report directory (report.json/.md/.html)")
+    p.add_argument("--dataset", default="dc2",
+                   help="dc2 (default), sims:<preset> (e.g. sims:deep_wide, which every method can run on), a "
+                        "`pzkit sims make` file, or a registered dataset")
+    p.add_argument("--n", type=int, default=None,
+                   help="catalog size of a sims:<preset> dataset (default pzkit.datasets.DEFAULT_SIMS_N)")
+    p.add_argument("--out", default=None, help="report directory (report.json/.md/.html); default reports/<dataset>")
     p.add_argument("--param", action="append", metavar="NAME:KEY=VALUE", help="parameter of one estimator")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n-train", type=int, default=None, help="subsample the training split (quick runs)")

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import __version__
-from .exceptions import InputError, OutputError
+from .exceptions import OutputError
 from .metrics.report import DEFAULT_TOMO_EDGES, ScoringContext, make_context, score_ensemble  # noqa: F401
 
 REPORT_SCHEMA = "pzkit-report/1"
@@ -177,21 +177,10 @@ def machine_info():
             "versions": versions}
 
 
-def _resolve_dataset(dataset):
-    if isinstance(dataset, str):
-        if dataset == "dc2":
-            from .datasets import load_dc2
-
-            return load_dc2()
-        raise InputError(f"unknown dataset {dataset!r}; known: 'dc2'")
-    return dataset
-
-
-def _subsample(table, n, rng):
-    if n is None or n >= len(table):
-        return table
-    idx = np.sort(rng.choice(len(table), size=n, replace=False))
-    return table.iloc[idx]
+def _subsample_rows(n_rows, n, rng):
+    if n is None or n >= n_rows:
+        return None
+    return np.sort(rng.choice(n_rows, size=n, replace=False))
 
 
 def _rss_bytes():
@@ -230,42 +219,8 @@ def measure(func, interval=0.01):
     return out, elapsed, peak[0] / 2**20
 
 
-def evaluate(estimators, dataset="dc2", params=None, random_state=0, progress=True, n_train=None, n_test=None,
-             features=None, outlier_threshold=0.15, tomo_edges=DEFAULT_TOMO_EDGES):
-    """Fit and score every estimator on one dataset and split; returns a :class:`Report`.
-
-    Parameters
-    ----------
-    estimators : list of str or (name, estimator) pairs
-        Entry-point names (instantiated with ``params[name]``) or already-built estimators.
-    dataset : "dc2" or :class:`pzkit.datasets.Dataset`
-    params : dict name -> dict, optional
-        Parameters per named estimator.
-    random_state : int
-        Seed of the subsampling, the SOM and every estimator that takes ``random_state``.
-    n_train, n_test : int, optional
-        Subsample the splits (quick runs); the full splits by default.
-    features : PhotometryFeatures, optional
-        Feature transformer; ``dataset.features()`` by default (colours + reference magnitude).
-    outlier_threshold : float
-        |Δz| threshold of the outlier rate (0.15; the SDSS papers use 0.05).
-    tomo_edges : sequence of float
-        Tomographic bin edges in z_photo for the n(z) metrics.
-    """
-    from sklearn.base import clone
-    from tqdm.auto import tqdm
-
-    from .pipeline import make_pipeline
+def _named_estimators(estimators, params, random_state):
     from .registry import make_estimator
-
-    data = _resolve_dataset(dataset)
-    rng = np.random.default_rng(random_state)
-    train = _subsample(data.train, n_train, rng)
-    test = _subsample(data.validation, n_test, rng)
-    y_train = train[data.redshift_column].to_numpy(np.float64)
-    y_test = test[data.redshift_column].to_numpy(np.float64)
-    feats = features if features is not None else data.features()
-    params = params or {}
 
     named = []
     for item in estimators:
@@ -274,18 +229,132 @@ def evaluate(estimators, dataset="dc2", params=None, random_state=0, progress=Tr
             est = make_estimator(item, **p)
             if "random_state" in est.get_params() and "random_state" not in p:
                 est.set_params(random_state=random_state)
-            named.append((item, est))
+            named.append((item, est, set(p)))
         else:
-            named.append(tuple(item))
+            name, est = item
+            named.append((name, est, None))  # built by the caller: used exactly as given
+    return named
 
-    base_feats = data.features()
-    ctx = make_context(base_feats.fit_transform(test), y_test, outlier_threshold=outlier_threshold,
-                       tomo_edges=tomo_edges, random_state=random_state)
+
+def needed_inputs(estimator):
+    """Dataset inputs an estimator's tags ask for (``images`` for image methods, plus its fit and predict
+    inputs)."""
+    tags = estimator.get_tags()
+    names = set(tags["fit_inputs"].values()) | set(tags["predict_inputs"].values())
+    if tags["X_type"] == "images":
+        names.add("images")
+    return names
+
+
+def missing_inputs(estimator, data):
+    """The inputs an estimator cannot do without that ``data`` lacks, as ``"keyword (input)"`` strings."""
+    tags = estimator.get_tags()
+    have_train, have_test = data.available_inputs("train"), data.available_inputs("validation")
+    missing = []
+    if tags["X_type"] == "images" and not ("images" in have_train and "images" in have_test):
+        missing.append("X (images)")
+    for kw in tags["required_fit_inputs"]:
+        name = tags["fit_inputs"].get(kw, kw)
+        if name not in have_train:
+            missing.append(f"{kw} ({name})")
+    return missing
+
+
+def route_inputs(estimator, data, split, rows=None):
+    """``(X, side inputs)`` for one split, routed by the estimator's tags: X is the split's images for image
+    methods and its table otherwise; side inputs are the tagged inputs the dataset has, restricted to
+    ``rows`` (target-domain inputs are never restricted: they belong to another split)."""
+    tags = estimator.get_tags()
+    table = data.train if split == "train" else data.validation
+    wanted = tags["fit_inputs"] if split == "train" else tags["predict_inputs"]
+    have = data.available_inputs(split)
+
+    def pick(values):
+        return values if rows is None else np.asarray(values)[rows]
+
+    X = pick(data.get_input(split, "images")) if tags["X_type"] == "images" else (
+        table if rows is None else table.iloc[rows])
+    side = {}
+    for kw, name in wanted.items():
+        if name in have:
+            value = data.get_input(split, name)
+            side[kw] = value if name.startswith("target:") else pick(value)
+    return X, side
+
+
+def evaluate(estimators, dataset="dc2", params=None, random_state=0, progress=True, n_train=None, n_test=None,
+             features=None, outlier_threshold=0.15, tomo_edges=None, n=None):
+    """Fit and score every estimator on one dataset and split; returns a :class:`Report`.
+
+    Each estimator gets the inputs its tags ask for (``X_type``, ``fit_inputs``, ``predict_inputs``): image
+    methods the stamps, photometry methods the catalog turned into features by ``features``. Training rows
+    without a label are given (with NaN redshift) only to methods tagged ``unlabelled_rows``; the others are
+    fitted on the labelled rows. Test redshifts are used for scoring only.
+
+    Parameters
+    ----------
+    estimators : list of str or (name, estimator) pairs
+        Entry-point names (instantiated with the dataset's ``bench_params``, its redshift grid and
+        ``params[name]``, which wins) or already-built estimators, used as given.
+    dataset : str or :class:`pzkit.datasets.Dataset`
+        Any name :func:`pzkit.datasets.get_dataset` knows: ``"dc2"``, ``"sims:<preset>"``, a sims file path.
+    params : dict name -> dict, optional
+        Parameters per named estimator.
+    random_state : int
+        Seed of the sims, the subsampling, the SOM and every estimator that takes ``random_state``.
+    n_train, n_test : int, optional
+        Subsample the splits (quick runs); the full splits by default.
+    features : PhotometryFeatures, optional
+        Feature transformer; ``dataset.features()`` by default (colours + reference magnitude).
+    outlier_threshold : float
+        |Δz| threshold of the outlier rate (0.15; the SDSS papers use 0.05).
+    tomo_edges : sequence of float, optional
+        Tomographic bin edges in z_photo for the n(z) metrics; by default DC2's for grids to z = 3, five
+        equal bins of the dataset's grid otherwise.
+    n : int, optional
+        Catalog size of a ``sims:<preset>`` dataset.
+    """
+    from sklearn.base import clone
+    from tqdm.auto import tqdm
+
+    from .datasets import get_dataset
+
+    params = params or {}
+    named = _named_estimators(estimators, params, random_state)
+    needed = set().union(*(needed_inputs(est) for _, est, _ in named)) if named else set()
+    data = get_dataset(dataset, n=n, random_state=random_state, inputs=needed, progress=progress)
+    for name, est, given in named:
+        if given is None:
+            continue
+        defaults = {**(data.grid or {}), **data.bench_params.get(name, {})}
+        est.set_params(**{k: v for k, v in defaults.items() if k not in given and k in est.get_params()})
+
+    rng = np.random.default_rng(random_state)
+    rows = _subsample_rows(len(data.train), n_train, rng)
+    if rows is not None:
+        data = data.take("train", rows)
+    rows = _subsample_rows(len(data.validation), n_test, rng)
+    if rows is not None:
+        data = data.take("validation", rows)
+    y_train = data.train[data.redshift_column].to_numpy(np.float64)
+    y_test = data.validation[data.redshift_column].to_numpy(np.float64)
+    labelled = np.flatnonzero(np.isfinite(y_train))
+    feats = features if features is not None else data.features()
+
     first = named[0][1] if named else None
+    if tomo_edges is None:
+        zmin, zmax = (first.zmin, first.zmax) if first is not None else (0.0, 3.0)
+        tomo_edges = DEFAULT_TOMO_EDGES if (zmin, zmax) == (0.0, 3.0) else tuple(np.linspace(zmin, zmax, 6))
+    base_feats = data.features()
+    ctx = make_context(base_feats.fit_transform(data.validation), y_test, outlier_threshold=outlier_threshold,
+                       tomo_edges=tomo_edges, random_state=random_state,
+                       train_features=base_feats.fit_transform(data.train))
     meta = {
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": machine_info(),
-        "dataset": {"name": data.name, "n_train": len(train), "n_test": len(test), "source": data.source,
+        "dataset": {"name": data.name, "n_train": len(data.train), "n_train_labelled": int(labelled.size),
+                    "n_test": len(data.validation), "n_target": None if data.target is None else len(data.target),
+                    "inputs": {split: sorted(v) for split, v in data.inputs.items()}, "source": data.source,
                     "redshift_column": data.redshift_column},
         "split": {"train": "train", "test": "validation", "n_train_requested": n_train,
                   "n_test_requested": n_test},
@@ -294,30 +363,48 @@ def evaluate(estimators, dataset="dc2", params=None, random_state=0, progress=Tr
         "grid": None if first is None else f"{first.zmin}–{first.zmax}, {first.nzbins} points",
         "point_estimate": None if first is None else first.point_estimate,
         "outlier_threshold": outlier_threshold,
-        "tomographic_edges": list(tomo_edges),
+        "tomographic_edges": [float(e) for e in tomo_edges],
     }
     report = Report(meta=meta)
     bar = tqdm(named, desc="benchmark", unit="estimator", disable=not progress)
-    for name, est in bar:
-        bar.set_postfix_str(f"{name}: fit")
-        pipe = make_pipeline(clone(feats), est)
+    for name, est, _ in bar:
+        tags = est.get_tags()
         entry = {"name": name, "class": f"{type(est).__module__}.{type(est).__qualname__}",
-                 "params": est.get_params(deep=False)}
+                 "params": est.get_params(deep=False),
+                 "inputs": {"X": tags["X_type"], "fit": dict(tags["fit_inputs"]),
+                            "predict": dict(tags["predict_inputs"]), "unlabelled_rows": tags["unlabelled_rows"]}}
+        missing = missing_inputs(est, data)
+        if missing:
+            entry["error"] = f"{data.name} lacks {', '.join(missing)}"
+            report.results.append(entry)
+            continue
+        fit_rows = None if tags["unlabelled_rows"] else labelled
+        entry["n_fit_rows"] = len(y_train) if fit_rows is None else int(fit_rows.size)
+        bar.set_postfix_str(f"{name}: fit")
         try:
-            _, fit_s, fit_mb = measure(lambda: pipe.fit(train, y_train))
+            X_fit, fit_side = route_inputs(est, data, "train", fit_rows)
+            X_test, test_side = route_inputs(est, data, "validation")
+            y_fit = y_train if fit_rows is None else y_train[fit_rows]
+            if tags["X_type"] == "images":
+                model, transform = est, (lambda X: X)
+            else:
+                fitted_features = clone(feats)
+                model, transform = est, fitted_features.fit_transform
+            _, fit_s, fit_mb = measure(lambda: model.fit(transform(X_fit), y_fit, **fit_side))
+            if tags["X_type"] != "images":
+                transform = fitted_features.transform
             bar.set_postfix_str(f"{name}: estimate_pdf")
-            ens, est_s, est_mb = measure(lambda: pipe.estimate_pdf(test))
+            ens, est_s, est_mb = measure(lambda: model.estimate_pdf(transform(X_test), **test_side))
         except Exception as exc:  # one failing method must not lose the others' results
             entry["error"] = f"{type(exc).__name__}: {exc}"
             report.results.append(entry)
             continue
         bar.set_postfix_str(f"{name}: metrics")
-        fitted = pipe.steps[-1][1]
-        key = {"mode": "zmode", "median": "zmedian", "mean": "zmean"}[fitted.point_estimate]
-        metrics, arrays = score_ensemble(ens, ens.ancil[key], fitted.zgrid_, ctx)
+        key = {"mode": "zmode", "median": "zmedian", "mean": "zmean"}[model.point_estimate]
+        metrics, arrays = score_ensemble(ens, ens.ancil[key], model.zgrid_, ctx)
         entry.update(metrics)
         entry["cost"] = {"fit_seconds": fit_s, "estimate_seconds": est_s,
-                         "objects_per_second": len(test) / est_s if est_s > 0 else float("inf"),
+                         "objects_per_second": len(y_test) / est_s if est_s > 0 else float("inf"),
                          "peak_rss_mb": max(fit_mb, est_mb)}
         report.results.append(entry)
         report.arrays[name] = arrays

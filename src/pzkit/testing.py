@@ -10,7 +10,7 @@ override that hook to return their own small dataset and the keyword arguments f
 
 scikit-learn's own estimator checks run on a clone whose grid spans 0–1000, because those checks draw
 arbitrary positive targets (up to ~300) while pzkit refuses labels outside the grid. Checks a plugin cannot
-pass are listed with a reason in its ``_expected_failed_sklearn_checks`` and reported, not hidden.
+pass are listed with a reason in its ``expected_failed_sklearn_checks`` tag and reported, not hidden.
 """
 
 import os
@@ -129,7 +129,7 @@ def check_sklearn_compatible(estimator, data):
     from sklearn.utils.estimator_checks import estimator_checks_generator
 
     est = clone(estimator).set_params(zmin=0.0, zmax=1000.0, nzbins=2001)
-    expected = dict(getattr(estimator, "_expected_failed_sklearn_checks", {}))
+    expected = dict(estimator.get_tag("expected_failed_sklearn_checks", {}))
     failures, skipped, passed = [], [], 0
     for est_instance, check in estimator_checks_generator(est, legacy=True, mark="skip"):
         name = getattr(check, "func", check).__name__
@@ -281,7 +281,7 @@ def check_bad_input(estimator, data):
     est = _fit(clone(estimator), data)
     X = np.asarray(data.X_test, dtype=np.float64)
     if X.ndim == 2:
-        bad_values = [np.inf] + ([] if getattr(estimator, "_allows_nan_features", False) else [np.nan])
+        bad_values = [np.inf] + ([] if estimator.get_tag("allow_nan") else [np.nan])
         for bad in bad_values:
             Xb = X.copy()
             Xb[1, 0] = bad
@@ -297,7 +297,7 @@ def check_bad_input(estimator, data):
     y_bad[0] = est.zgrid_[-1] + 1.0
     _assert_raises(lambda: clone(estimator).fit(data.X_train, y_bad, **data.fit_params), InputError,
                    "fit with a label outside the grid")
-    if not getattr(estimator, "_allows_unlabelled", False):
+    if not estimator.get_tag("unlabelled_rows"):
         y_nan = np.array(data.y_train, dtype=np.float64).copy()
         y_nan[0] = np.nan
         _assert_raises(lambda: clone(estimator).fit(data.X_train, y_nan, **data.fit_params), InputError,
@@ -306,7 +306,7 @@ def check_bad_input(estimator, data):
 
 def check_learns(estimator, data):
     """On held-out data the method beats the training-set n(z) on CDE loss (skipped for n(z) estimators)."""
-    if not getattr(estimator, "_learns", True):
+    if not estimator.get_tag("learns", True):
         return "not applicable: this estimator is the training-set n(z) floor"
     from .metrics import cde_loss
     from .pdf import hist_ensemble
@@ -368,7 +368,7 @@ def check_photoz_estimator(estimator, raise_on_failure=True):
             failures.append(f"{name}: crashed with {tb}")
         else:
             outcomes[name] = result or "passed"
-    for check, reason in getattr(estimator, "_expected_failed_sklearn_checks", {}).items():
+    for check, reason in estimator.get_tag("expected_failed_sklearn_checks", {}).items():
         outcomes[f"sklearn:{check}"] = f"expected failure: {reason}"
     if failures and raise_on_failure:
         header = f"{type(estimator).__name__} fails {len(failures)} of {len(CHECKS)} pzkit conformance checks:"

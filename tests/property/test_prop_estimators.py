@@ -66,7 +66,7 @@ def test_estimate_pdf_on_special_values(name, data):
     X = data.draw(feature_matrices(Xt))
     ok, ens = outcome_of(lambda: est.estimate_pdf(X, **pp) if not pp else est.estimate_pdf(X), f"{name}.estimate_pdf")
     nonfinite = ~np.isfinite(X)
-    if nonfinite.any() and not (est._allows_nan_features and not np.isinf(X).any()):
+    if nonfinite.any() and not (est.get_tag("allow_nan") and not np.isinf(X).any()):
         assert not ok and isinstance(ens, InputError), f"{name}: non-finite X accepted"
         return
     if ok:
@@ -213,7 +213,7 @@ def _fit_case(name, data):
         assert isinstance(out, InputError), out
         return
     finite_labels = y[np.isfinite(y)]
-    assert np.all(np.isfinite(X)) or est._allows_nan_features, f"{name}: fit accepted non-finite X ({case})"
+    assert np.all(np.isfinite(X)) or est.get_tag("allow_nan"), f"{name}: fit accepted non-finite X ({case})"
     assert len(np.unique(finite_labels)) >= 2, f"{name}: fit accepted < 2 distinct labels ({case})"
     Xq = X[: min(len(X), 8)]
     ok, ens = outcome_of(lambda: est.estimate_pdf(Xq), f"{name}.estimate_pdf")

@@ -107,8 +107,7 @@ class ImagePhotoZEstimator(PhotoZEstimator):
 
     #: smallest accepted stamp side in pixels (e.g. a crop size)
     _min_image_size = 1
-    #: `pzkit bench` on a photometry catalog (DC2) skips estimators that need inputs the catalog lacks
-    _required_fit_inputs = ("images",)
+    _tags = {"X_type": "images"}
 
     def _validate_X(self, X, reset):
         if not reset:

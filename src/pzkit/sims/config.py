@@ -214,6 +214,36 @@ def _hsc_udf():
         "elais_deep, deep2_deep"))
 
 
+def _deep_wide():
+    bands = {"u": "cfht_megacam-u", "g": "hsc2017-g", "r": "hsc2017-r", "i": "hsc2017-i", "z": "hsc2017-z",
+             "y": "hsc2017-y"}
+    worse = {b: round(v * 1.15, 3) for b, v in _HSC_FWHM.items()}
+    domains = {
+        # the calibration field: HSC UltraDeep COSMOS-like broad bands, where the narrow bands and spec-z are
+        "deep": _ground(_HSC_UD, _HSC_FWHM, 0.168, 0.018, 0.003),
+        # the survey the methods are applied to: shallower, worse seeing, u*, zero points, more dust
+        "wide": _ground({b: round(v - 0.3, 3) for b, v in _HSC_DEEP.items()}, worse, 0.168, 0.025, 0.005,
+                        zp={"r": -0.1, "i": 0.1}, filters={"u": "cfht_megacam-ustar"}),
+    }
+    splits = {
+        # spec-z for a bright-biased, low-z-biased subset, as a real spectroscopic sample; PAUS-like narrow
+        # bands and their photo-z for every training galaxy
+        "train": _split(0.5, "deep", labels=0.4, z_soft_max=1.5, z_width=0.2, mag_soft_max=23.5, mag_width=0.5,
+                        narrow_bands=True, zpaus=True),
+        # the unlabelled target domain for domain adaptation: no label is ever given to a method
+        "target": _split(0.25, "wide", labels=0.0),
+        # scored with its true redshifts, never fitted on
+        "test": _split(0.25, "wide"),
+    }
+    cfg = _base("deep_wide", "hsc", bands, "i", 0.0, 3.0, 17.0, 25.0, 0.33, domains, splits, (
+        "Everything every method needs, in one survey: a deep calibration field (HSC-UD-like ugrizy, images, "
+        "40 PAUS-like narrow bands and their photo-z, spec-z for a bright- and low-z-biased 40 %) and a wide "
+        "field (shallower, worse seeing, u*, zero-point shifts) split into an unlabelled target pool and the "
+        "test set; z < 3, i < 25"))
+    cfg["narrow_bands"] = {"filters": "paus", "depth": [23.0, 22.5], "error_floor": 0.01}
+    return cfg
+
+
 def _candels_like():
     bands = {"F606W": "hst-F606W", "F814W": "hst-F814W", "F125W": "hst-F125W", "F160W": "hst-F160W"}
     depth = {"F606W": 27.2, "F814W": 27.0, "F125W": 26.6, "F160W": 26.4}
@@ -237,6 +267,7 @@ PRESETS = {
     "cosmos_paus": _cosmos_paus,
     "hsc_udf": _hsc_udf,
     "candels_like": _candels_like,
+    "deep_wide": _deep_wide,
 }
 
 

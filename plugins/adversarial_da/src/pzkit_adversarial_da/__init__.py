@@ -303,6 +303,9 @@ class AdversarialDA(ImagePhotoZEstimator):
     resumes there and ends with the same weights as an uninterrupted fit.
     """
 
+    _tags = {"fit_inputs": {"X_target": "target:images", "mag_source": "mag", "mag_target": "target:mag"},
+             "required_fit_inputs": ("X_target", "mag_source", "mag_target")}
+
     def __init__(self, zmin=0.0, zmax=6.0, nzbins=361, point_estimate="median", random_state=None,
                  branch_width=16, trunk_widths=(32, 32, 64, 64, 96, 96), fc_widths=(128,), graft_layer=5,
                  adversarial=True, adversarial_loss="inverted", adversarial_weight=1.0, discriminator="domain",

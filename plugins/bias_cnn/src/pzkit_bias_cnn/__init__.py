@@ -244,6 +244,9 @@ class BiasCNN(ImagePhotoZEstimator):
         Progress bars.
     """
 
+    _tags = {"fit_inputs": {"mag": "mag", "ebv": "ebv"}, "predict_inputs": {"mag": "mag", "ebv": "ebv"},
+             "required_fit_inputs": ("mag",)}
+
     def __init__(self, zmin=0.0, zmax=0.4, nzbins=181, point_estimate="mode", random_state=None, stage="step3",
                  extra_stages=(), backbone="S2", conv_width=64, fc_width=None, conv_activation="relu",
                  n_mag_outputs=6, mag_min=12.5, mag_step=0.5, th=200, ext_low=None, ext_high=None,

@@ -109,9 +109,8 @@ class MTLNarrowBand(TorchPhotoZEstimator):
     narrow-band targets are used as given (raw colours, as the paper); batch size 512 (not stated).
     """
 
-    _allows_unlabelled = True
-    #: fit inputs beyond (X, y) that the default variant needs; `pzkit bench` skips the method on datasets without them
-    _required_fit_inputs = ("nb",)
+    _tags = {"unlabelled_rows": True, "fit_inputs": {"nb": "narrow_bands", "z_photo": "z_photo"},
+             "required_fit_inputs": ("nb",)}
 
     def __init__(self, variant="zs+NB", nb_weight=1.0, nb_kind="magnitudes", hidden=(300, 500, 1000, 500, 300),
                  dropout=0.02, zmin=0.0, zmax=3.0, nzbins=301, point_estimate="mode", random_state=None,
@@ -129,6 +128,17 @@ class MTLNarrowBand(TorchPhotoZEstimator):
         self.nb_kind = nb_kind
         self.hidden = hidden
         self.dropout = dropout
+
+    def get_tags(self):
+        """Class tags, with the inputs of this ``variant`` only (``nb`` for the NB variants, ``z_photo`` for
+        the zPAUS ones)."""
+        tags = super().get_tags()
+        variant = str(self.variant)
+        keep = {k for k, used in (("nb", "NB" in variant), ("z_photo", "zPAUS" in variant)) if used}
+        tags["fit_inputs"] = {k: v for k, v in tags["fit_inputs"].items() if k in keep}
+        tags["required_fit_inputs"] = tuple(k for k in tags["required_fit_inputs"] if k in keep) + (
+            ("z_photo",) if "z_photo" in keep else ())
+        return tags
 
     # ------------------------------------------------------------------ API with side inputs
     def fit(self, X, y, nb=None, z_photo=None):

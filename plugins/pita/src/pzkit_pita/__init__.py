@@ -105,7 +105,7 @@ class PITA(ImagePhotoZEstimator):
     there and ends with the same weights as an uninterrupted fit.
     """
 
-    _allows_unlabelled = True
+    _tags = {"unlabelled_rows": True, "fit_inputs": {"colors": "colors"}}
 
     def __init__(self, zmin=0.0, zmax=3.0, nzbins=301, point_estimate="median", random_state=None, mode="pita",
                  encoder="small", encoder_widths=(32, 64, 128), latent_dim=128, proj_dim=64,

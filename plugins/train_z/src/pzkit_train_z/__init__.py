@@ -32,7 +32,7 @@ class TrainZ(PhotoZEstimator):
         The normalised training n(z) density in each bin.
     """
 
-    _learns = False
+    _tags = {"learns": False}
 
     def __init__(self, zmin=0.0, zmax=3.0, nzbins=301, point_estimate="mode", random_state=None):
         super().__init__(
