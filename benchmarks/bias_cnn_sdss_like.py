@@ -40,7 +40,8 @@ import torch
 
 from pzkit.calibration import ZPhotCalibrator
 from pzkit.harness import write_json
-from pzkit.metrics import mode_collapse_distance, residual_vs_z, sigma_nmad, tomographic_mean_bias
+from pzkit.metrics import (bias_mean, mode_collapse_distance, outlier_rate, residual_vs_z, sigma_nmad,
+                           tomographic_mean_bias)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ZMAX, NBINS = 0.4, 90
@@ -48,7 +49,6 @@ UNFOLD = 100   # Richardson–Lucy iterations of the unfolded Step-4 variants
 
 
 def metrics(zs, zp):
-    dz = (zp - zs) / (1 + zs)
     res = residual_vs_z(zs, zp, against="spec", bins=40, z_range=(0.0, ZMAX), break_point=0.15)
     resp = residual_vs_z(zs, zp, against="photo", bins=40, z_range=(0.0, ZMAX), break_point=0.15)
     try:
@@ -60,7 +60,8 @@ def metrics(zs, zp):
         "slope_high": res["slope_high"], "slope_high_err": res["slope_high_err"], "slope_low": res["slope_low"],
         "slope_high_vs_photo": resp["slope_high"], "slope_low_vs_photo": resp["slope_low"],
         "tv": mode_collapse_distance(zs, zp, bins=NBINS, z_range=(0.0, ZMAX)),
-        "sigma_mad": sigma_nmad(zs, zp), "eta_0.05": float(np.mean(np.abs(dz) > 0.05)), "mean_dz": float(dz.mean()),
+        "sigma_mad": sigma_nmad(zs, zp), "eta_0.05": outlier_rate(zs, zp, threshold=0.05),
+        "mean_dz": bias_mean(zs, zp),
         "tomo_delta": tomo["delta"].tolist(), "tomo_edges": tomo["edges"].tolist(),
         "tomo_n_within_0.002": tomo["n_within_0.002"],
         "tomo_equal_width_delta": tomo_w["delta"].tolist(),

@@ -21,21 +21,14 @@ import time
 
 import numpy as np
 
-NMAD_K = 1.4826
-
-
-def nmad(zp, zs):
-    dz = (np.asarray(zp) - zs) / (1 + zs)
-    return float(NMAD_K * np.median(np.abs(dz - np.median(dz))))
-
-
-def outliers(zp, zs, thr=0.15):
-    return float(np.mean(np.abs((np.asarray(zp) - zs) / (1 + zs)) > thr))
+from pzkit.metrics import bias_median, outlier_rate, sigma_nmad
 
 
 def metrics(zp, zs, thr=0.15):
-    return {"sigma_nmad": round(nmad(zp, zs), 5), "outlier_frac": round(outliers(zp, zs, thr), 4),
-            "bias": round(float(np.median((np.asarray(zp) - zs) / (1 + zs))), 5), "n": int(len(zs))}
+    if len(zs) == 0:  # an empty selection (e.g. a magnitude bin of a --quick run): NaN, as numpy gives
+        return {"sigma_nmad": float("nan"), "outlier_frac": float("nan"), "bias": float("nan"), "n": 0}
+    return {"sigma_nmad": round(sigma_nmad(zs, zp), 5), "outlier_frac": round(outlier_rate(zs, zp, thr), 4),
+            "bias": round(bias_median(zs, zp), 5), "n": int(len(zs))}
 
 
 def _plt():
@@ -244,7 +237,7 @@ def cosmos_nb(img, quick=False):
         s = []
         for itr, iva in KFold(3, shuffle=True, random_state=0).split(a):
             X = np.hstack([XB, w * XN])
-            s.append(nmad(knn(X[a][itr], z[a][itr], X[a][iva]), z[a][iva]))
+            s.append(sigma_nmad(z[a][iva], knn(X[a][itr], z[a][itr], X[a][iva])))
         cv[w] = float(np.mean(s))
     w_best = min(cv, key=cv.get)
     zb = knn(XB[a], z[a], XB[b])
