@@ -57,7 +57,8 @@ def test_all_exports_exist():
     expected = {"delta_z", "bias_median", "bias_mean", "sigma_nmad", "sigma_68", "sigma_iqr", "outlier_rate",
                 "outlier_rate_lsst", "point_metrics", "pit_values", "pit_stats", "cde_loss", "crps",
                 "interval_coverage", "brier_score", "pdf_metrics", "tomographic_nz", "residual_vs_z",
-                "mode_collapse_distance", "binned_metrics", "SelfOrganizingMap", "lts_line", "som_cell_diagnostics"}
+                "mode_collapse_distance", "binned_metrics", "SelfOrganizingMap", "lts_line", "som_cell_diagnostics",
+                "nz_by_magnitude", "wasserstein_nz", "pit_qq"}
     assert expected <= set(M.__all__)
     for name in M.__all__:
         obj = getattr(M, name)
