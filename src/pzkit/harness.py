@@ -33,19 +33,25 @@ class Report:
         return {"schema": REPORT_SCHEMA, "meta": self.meta, "results": self.results}
 
     def to_markdown(self):
+        def num(section, key, fmt, scale=1.0):
+            def get(r):
+                value = r.get(section, {}).get(key)
+                return "undefined" if value is None else format(scale * value, fmt)
+            return get
+
         cols = [
             ("estimator", lambda r: r["name"]),
-            ("σ_NMAD", lambda r: f"{r['point']['sigma_nmad']:.4f}"),
-            ("bias", lambda r: f"{r['point']['bias_median']:+.4f}"),
-            ("outliers >0.15", lambda r: f"{100 * r['point']['outlier_rate']:.2f} %"),
-            ("CDE loss", lambda r: f"{r['pdf']['cde_loss']:.3f}"),
-            ("PIT KS", lambda r: f"{r['pdf']['pit_ks']:.3f}"),
-            ("cov68", lambda r: f"{r['pdf']['coverage_68']:.2f}"),
-            ("CRPS", lambda r: f"{r['pdf']['crps']:.4f}"),
-            ("fit s", lambda r: f"{r['cost']['fit_seconds']:.2f}"),
-            ("estimate s", lambda r: f"{r['cost']['estimate_seconds']:.2f}"),
-            ("obj/s", lambda r: f"{r['cost']['objects_per_second']:,.0f}"),
-            ("peak RSS MB", lambda r: f"{r['cost']['peak_rss_mb']:.0f}"),
+            ("σ_NMAD", num("point", "sigma_nmad", ".4f")),
+            ("bias", num("point", "bias_median", "+.4f")),
+            (f"outliers >{self.meta.get('outlier_threshold', 0.15)} (%)", num("point", "outlier_rate", ".2f", 100.0)),
+            ("CDE loss", num("pdf", "cde_loss", ".3f")),
+            ("PIT KS", num("pdf", "pit_ks", ".3f")),
+            ("cov68", num("pdf", "coverage_68", ".2f")),
+            ("CRPS", num("pdf", "crps", ".4f")),
+            ("fit s", num("cost", "fit_seconds", ".2f")),
+            ("estimate s", num("cost", "estimate_seconds", ".2f")),
+            ("obj/s", num("cost", "objects_per_second", ",.0f")),
+            ("peak RSS MB", num("cost", "peak_rss_mb", ".0f")),
         ]
         m = self.meta
         lines = [
