@@ -16,9 +16,16 @@ def test_help_lists_commands():
 
 
 def test_list_shows_train_z(capsys):
+    import sys
+
+    torch_before = "torch" in sys.modules
     assert main(["list"]) == 0
     out = capsys.readouterr().out
-    assert "train_z" in out and "pzkit-train-z" in out and " ok" in out
+    assert "train_z" in out and "pzkit-train-z" in out and "pzkit_train_z:TrainZ" in out
+    assert torch_before or "torch" not in sys.modules  # listing imports no plugin
+    assert main(["list", "--tags"]) == 0
+    line = next(row for row in capsys.readouterr().out.splitlines() if row.startswith("train_z"))
+    assert " ok " in line and "photometry" in line
 
 
 def test_fit_then_estimate_on_files(tmp_path, dc2, capsys):

@@ -185,19 +185,29 @@ def _cosmos_paus():
 _HSC_FWHM = {"u": 0.90, "g": 0.80, "r": 0.75, "i": 0.62, "z": 0.68, "y": 0.72}
 _HSC_UD = {"u": 27.4, "g": 27.0, "r": 26.8, "i": 26.5, "z": 26.0, "y": 25.5}
 _HSC_DEEP = {"u": 27.0, "g": 26.5, "r": 26.1, "i": 25.9, "z": 25.3, "y": 24.5}
+_HSC_BANDS = {"u": "cfht_megacam-u", "g": "hsc2017-g", "r": "hsc2017-r", "i": "hsc2017-i", "z": "hsc2017-z",
+              "y": "hsc2017-y"}
+
+
+def _worse_seeing():
+    return {b: round(v * 1.15, 3) for b, v in _HSC_FWHM.items()}
+
+
+def _shifted_field():
+    """An HSC-Deep-like field 0.3 mag shallower, 15 % worse seeing, u*, r/i zero points ∓0.1, more dust."""
+    return _ground({b: v - 0.3 for b, v in _HSC_DEEP.items()}, _worse_seeing(), 0.168, 0.025, 0.005,
+                   zp={"r": -0.1, "i": 0.1}, filters={"u": "cfht_megacam-ustar"})
 
 
 def _hsc_udf():
-    bands = {"u": "cfht_megacam-u", "g": "hsc2017-g", "r": "hsc2017-r", "i": "hsc2017-i", "z": "hsc2017-z",
-             "y": "hsc2017-y"}
-    worse = {b: round(v * 1.15, 3) for b, v in _HSC_FWHM.items()}
+    bands = dict(_HSC_BANDS)
+    worse = _worse_seeing()
     domains = {
         # source: HSC UltraDeep COSMOS + CLAUDS u (COSMOS has both u and u*)
         "cosmos_udf": _ground(_HSC_UD, _HSC_FWHM, 0.168, 0.018, 0.003),
         # targets (adversarial-DA spec §3, §6): depth, seeing, u vs u*, Galactic E(B−V), zero points
         "cosmos_deep": _ground(_HSC_DEEP, _HSC_FWHM, 0.168, 0.018, 0.003, filters={"u": "cfht_megacam-ustar"}),
-        "xmm_deep": _ground({b: v - 0.3 for b, v in _HSC_DEEP.items()}, worse, 0.168, 0.025, 0.005,
-                            zp={"r": -0.1, "i": 0.1}, filters={"u": "cfht_megacam-ustar"}),
+        "xmm_deep": _shifted_field(),
         "elais_deep": _ground(_HSC_DEEP, _HSC_FWHM, 0.168, 0.010, 0.003),
         "deep2_deep": _ground(_HSC_DEEP, worse, 0.168, 0.055, 0.010),
     }
@@ -215,16 +225,14 @@ def _hsc_udf():
 
 
 def _deep_wide():
-    bands = {"u": "cfht_megacam-u", "g": "hsc2017-g", "r": "hsc2017-r", "i": "hsc2017-i", "z": "hsc2017-z",
-             "y": "hsc2017-y"}
-    worse = {b: round(v * 1.15, 3) for b, v in _HSC_FWHM.items()}
+    bands = dict(_HSC_BANDS)
     domains = {
         # the calibration field: HSC UltraDeep COSMOS-like broad bands, where the narrow bands and spec-z are
         "deep": _ground(_HSC_UD, _HSC_FWHM, 0.168, 0.018, 0.003),
         # the survey the methods are applied to: shallower, worse seeing, u*, zero points, more dust
-        "wide": _ground({b: round(v - 0.3, 3) for b, v in _HSC_DEEP.items()}, worse, 0.168, 0.025, 0.005,
-                        zp={"r": -0.1, "i": 0.1}, filters={"u": "cfht_megacam-ustar"}),
+        "wide": _shifted_field(),
     }
+    domains["wide"]["depth"] = {b: round(v, 3) for b, v in domains["wide"]["depth"].items()}
     splits = {
         # spec-z for a bright-biased, low-z-biased subset, as a real spectroscopic sample; PAUS-like narrow
         # bands and their photo-z for every training galaxy
