@@ -176,3 +176,28 @@ def test_version(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["--version"])
     assert exc.value.code == 0 and pzkit.__version__ in capsys.readouterr().out
+
+
+def test_cli_fit_takes_side_inputs_from_named_columns(sim, tmp_path, monkeypatch, capsys):
+    nb_cols = [f"mag_{b}" for b in sim.nb_bands]
+    table = sim.catalog.drop(columns=["domain"]).join(sim.narrow_bands[nb_cols])
+    path = tmp_path / "with_nb.parquet"
+    table.to_parquet(path)
+
+    class NeedsNB(Spy):
+        _tags = {"required_fit_inputs": ("nb",)}
+
+    spies = []
+    monkeypatch.setattr(pzkit.registry, "make_estimator", lambda name, **p: spies.append(NeedsNB(**p)) or spies[-1])
+    monkeypatch.setattr(pzkit.persistence, "save", lambda model, path: None)
+    args = ["fit", "spy", "--train", str(path), "--split", "train", "--bands", "ugrizy", "--mag-column",
+            "mag_{band}_hsc", "--err-column", "mag_err_{band}_hsc", "--nondetect", "limit", "--mag-limits",
+            ",".join(f"{b}={v}" for b, v in sim.mag_limits.items()), "-o", str(tmp_path / "m.pzk")]
+    assert main(args) == 2
+    assert "--column narrow_bands=" in capsys.readouterr().err
+    assert main(args + ["--column", "narrow_bands=mag_NB*", "--column", "mag=mag_i_hsc"]) == 0
+    rows = (table["split"] == "train").to_numpy() & table["labelled"].to_numpy(dtype=bool)
+    np.testing.assert_array_equal(spies[-1].seen_nb_, table.loc[rows, nb_cols].to_numpy())
+    np.testing.assert_array_equal(spies[-1].seen_mag_, table.loc[rows, "mag_i_hsc"].to_numpy())
+    assert main(args + ["--column", "images=mag_NB455"]) == 2
+    assert "takes ['mag', 'narrow_bands']" in capsys.readouterr().err

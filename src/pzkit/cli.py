@@ -148,6 +148,40 @@ def _fit_on_dataset(args, estimator):
     return make_pipeline(features, estimator)
 
 
+def _side_inputs_from_columns(estimator, columns, specs):
+    """Side inputs of ``fit`` from catalog columns: ``--column INPUT=COL[,COL...]`` (shell-style patterns
+    allowed, e.g. ``narrow_bands=mag_NB*``), matched to the estimator's ``fit_inputs`` tag."""
+    import fnmatch
+
+    import numpy as np
+
+    given = {}
+    for spec in specs or []:
+        name, sep, cols = spec.partition("=")
+        if not sep or not cols:
+            raise PzkitError(f"--column expects INPUT=COLUMN[,COLUMN...], got {spec!r}")
+        chosen = []
+        for pattern in cols.split(","):
+            hits = [c for c in columns if fnmatch.fnmatchcase(c, pattern.strip())]
+            if not hits:
+                raise PzkitError(f"--column {spec}: the catalog has no column matching {pattern.strip()!r}")
+            chosen += [c for c in hits if c not in chosen]
+        arrays = [np.asarray(columns[c], dtype=np.float64) for c in chosen]
+        given[name.strip()] = arrays[0] if len(arrays) == 1 and "*" not in cols else np.column_stack(arrays)
+    wanted = estimator.get_tag("fit_inputs")
+    unknown = set(given) - set(wanted.values())
+    if unknown:
+        raise PzkitError(f"--column {', '.join(sorted(unknown))}: {type(estimator).__name__} takes "
+                         f"{sorted(wanted.values()) or 'no side input'}")
+    side = {kw: given[name] for kw, name in wanted.items() if name in given}
+    missing = [f"{kw} ({wanted[kw]})" for kw in estimator.get_tag("required_fit_inputs") if kw not in side]
+    if missing:
+        raise PzkitError(f"{type(estimator).__name__} needs {', '.join(missing)}: name the catalog columns with "
+                         f"--column {wanted[estimator.get_tag('required_fit_inputs')[0]]}=COL,COL,..., or use a "
+                         "`pzkit sims make` file / --dataset sims:<preset>")
+    return side
+
+
 def cmd_fit(args):
     import numpy as np
 
@@ -163,13 +197,13 @@ def cmd_fit(args):
             raise PzkitError(f"--split {args.split}: a sims catalog is fitted on its training split only")
         model = _fit_on_dataset(args, estimator)
     else:
-        if estimator.get_tag("X_type") == "images" or estimator.get_tag("required_fit_inputs"):
-            raise PzkitError(f"{args.estimator} needs {estimator.get_tag('X_type')} and side inputs "
-                             f"{list(estimator.get_tag('fit_inputs'))}: give --dataset sims:<preset> or a "
-                             "`pzkit sims make` file (with its companion images) as --train")
+        if estimator.get_tag("X_type") == "images":
+            raise PzkitError(f"{args.estimator} takes images: give --dataset sims:<preset> or a `pzkit sims make` "
+                             "file (with its companion images) as --train")
         features = _features_from_args(args)
         catalog = _catalog(args.dataset, "train", args.train, "pzkit fit needs --train PATH or --dataset NAME")
         columns, _ = read_catalog(catalog, args.group)
+        side = _side_inputs_from_columns(estimator, columns, args.column)
         if args.redshift_column not in columns:
             raise PzkitError(f"training catalog has no redshift column {args.redshift_column!r}")
         y = np.asarray(columns[args.redshift_column], dtype=np.float64)
@@ -193,10 +227,11 @@ def cmd_fit(args):
         if not keep.all():
             catalog = {k: np.asarray(v)[keep] for k, v in columns.items()}
             y = y[keep]
-        pipe = make_pipeline(features, estimator)
-        print(f"fitting {args.estimator} on {len(y)} objects ...", file=sys.stderr)
-        pipe.fit(catalog, y)
-        model = pipe
+            side = {k: v[keep] for k, v in side.items()}
+        print(f"fitting {args.estimator} on {len(y)} objects" + (f"; side inputs {sorted(side)}" if side else "")
+              + " ...", file=sys.stderr)
+        estimator.fit(features.fit_transform(catalog), y, **side)
+        model = make_pipeline(features, estimator)
     print(f"fitted in {time.perf_counter() - t0:.1f} s; writing {args.output}", file=sys.stderr)
     save(model, args.output)
     return 0
@@ -327,6 +362,9 @@ def build_parser():
                    help="with a catalog that has a 'split' column: the split to train on (required there)")
     p.add_argument("--n", type=int, default=None, help="catalog size of a sims:<preset> dataset")
     p.add_argument("--seed", type=int, default=0, help="seed of a sims:<preset> dataset")
+    p.add_argument("--column", action="append", metavar="INPUT=COL[,COL...]",
+                   help="a side input of fit from catalog columns, e.g. --column 'narrow_bands=mag_NB*' "
+                        "(names as in pzkit.datasets.INPUTS; repeatable)")
     p.add_argument("--redshift-column", default="redshift")
     p.add_argument("--param", action="append", metavar="KEY=VALUE", help="estimator parameter (repeatable)")
     p.add_argument("--output", "-o", required=True, help="model file to write (.pzk)")
