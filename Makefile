@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 PLUGINS := $(sort $(wildcard plugins/*))
 STAMP  := $(VENV)/.pzkit-installed
 
-.PHONY: setup bench bench-rail test test-slow microbench clean
+.PHONY: setup bench bench-sims bench-rail test test-slow microbench clean
 
 $(STAMP): pyproject.toml constraints.txt $(wildcard plugins/*/pyproject.toml)
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ setup: $(STAMP)
 
 bench: $(STAMP)
 	$(VENV)/bin/pzkit bench --dataset dc2 --out reports/dc2
+
+# all seven methods + train_z on one mock survey that carries every input (about 15 min on 2 cores)
+bench-sims: $(STAMP)
+	$(VENV)/bin/pzkit bench --dataset sims:deep_wide --out reports/sims_deep_wide
 
 test: $(STAMP)
 	$(PY) -m pytest -q
