@@ -201,3 +201,25 @@ def test_cli_fit_takes_side_inputs_from_named_columns(sim, tmp_path, monkeypatch
     np.testing.assert_array_equal(spies[-1].seen_mag_, table.loc[rows, "mag_i_hsc"].to_numpy())
     assert main(args + ["--column", "images=mag_NB455"]) == 2
     assert "takes ['mag', 'narrow_bands']" in capsys.readouterr().err
+
+
+def test_third_party_datasets_come_from_the_entry_point_group(sim, monkeypatch):
+    calls = {}
+
+    def loader(n=None, random_state=0, inputs=()):
+        calls.update(n=n, random_state=random_state, inputs=inputs)
+        return sims_dataset(sim, name="my_survey")
+
+    class EntryPoint:
+        name, value = "my_survey", "my_pkg:loader"
+
+        def load(self):
+            return loader
+
+    monkeypatch.setattr(pzkit.datasets, "_entry_points", lambda: {"my_survey": EntryPoint()})
+    assert "my_survey" in list_datasets()
+    data = get_dataset("my_survey", n=123, random_state=4, inputs=("images",))
+    assert data.name == "my_survey" and calls == {"n": 123, "random_state": 4, "inputs": ("images",)}
+    monkeypatch.setattr(EntryPoint, "load", lambda self: (lambda **kw: "not a dataset"))
+    with pytest.raises(DatasetError, match="returned str, not a pzkit Dataset"):
+        get_dataset("my_survey")
