@@ -174,11 +174,11 @@ def load_dc2():
 #: Training lengths that let the image networks finish a head-to-head on a ``sims:<preset>`` catalog of a few
 #: thousand objects on two CPU cores; ``pzkit bench --param NAME:KEY=VALUE`` overrides any of them.
 SIMS_BENCH_PARAMS = {
-    "bias_cnn": {"n_iter": 4000, "lr_drop_at": 3000, "n_iter_finetune": 1000, "batch_size": 64,
+    "bias_cnn": {"n_iter": 6000, "lr_drop_at": 4500, "n_iter_finetune": 1500, "batch_size": 64,
                  "conv_width": 32, "th": 50, "n_threads": 2},
-    "adversarial_da": {"max_epochs": 15, "trunk_widths": (16, 16, 32, 32, 48, 48), "branch_width": 8,
+    "adversarial_da": {"max_epochs": 25, "trunk_widths": (16, 16, 32, 32, 48, 48), "branch_width": 8,
                        "disc_widths": (32, 32, 32, 32), "disc_fc_widths": (64,), "fc_widths": (64,)},
-    "pita": {"max_steps": 1000, "pretrain_steps": 0, "crop_size": 24, "batch_size": 64, "queue_size": 4096},
+    "pita": {"max_steps": 2000, "pretrain_steps": 0, "crop_size": 24, "batch_size": 64, "queue_size": 4096},
     "baseline_nn": {"max_epochs": 60},
     "mtl_nb": {"max_epochs": 60},
 }

@@ -242,6 +242,14 @@ def _named_estimators(estimators, params, random_state):
     return named
 
 
+def _shared_or_each(named, describe):
+    """One description when every estimator shares it, else ``name=description`` for each."""
+    values = [(name, describe(est)) for name, est, _ in named]
+    if len({v for _, v in values}) <= 1:
+        return values[0][1] if values else None
+    return "; ".join(f"{name}: {v}" for name, v in values)
+
+
 def needed_inputs(estimator):
     """Dataset inputs an estimator's tags ask for (``images`` for image methods, plus its fit and predict
     inputs)."""
@@ -366,8 +374,8 @@ def evaluate(estimators, dataset="dc2", params=None, random_state=0, progress=Tr
                   "n_test_requested": n_test},
         "random_state": random_state,
         "features": {k: v for k, v in feats.get_params().items()},
-        "grid": None if first is None else f"{first.zmin}–{first.zmax}, {first.nzbins} points",
-        "point_estimate": None if first is None else first.point_estimate,
+        "grid": _shared_or_each(named, lambda e: f"{e.zmin}–{e.zmax}, {e.nzbins} points"),
+        "point_estimate": _shared_or_each(named, lambda e: e.point_estimate),
         "outlier_threshold": outlier_threshold,
         "tomographic_edges": [float(e) for e in tomo_edges],
     }
