@@ -223,3 +223,14 @@ def test_third_party_datasets_come_from_the_entry_point_group(sim, monkeypatch):
     monkeypatch.setattr(EntryPoint, "load", lambda self: (lambda **kw: "not a dataset"))
     with pytest.raises(DatasetError, match="returned str, not a pzkit Dataset"):
         get_dataset("my_survey")
+
+
+def test_labelled_variants_of_one_plugin_get_the_dataset_grid(sim):
+    data = sims_dataset(sim)
+    report = pzkit.evaluate([("wide_bins", "train_z"), ("narrow_bins", "train_z")], dataset=data,
+                            params={"narrow_bins": {"nzbins": 31}}, progress=False)
+    wide, narrow = report.results
+    assert wide["name"] == "wide_bins" and narrow["name"] == "narrow_bins"
+    assert wide["params"]["nzbins"] == data.grid["nzbins"] and narrow["params"]["nzbins"] == 31
+    assert wide["params"]["zmax"] == narrow["params"]["zmax"] == data.grid["zmax"]
+    assert "wide_bins: 0.0–3.0, 301 points" in report.meta["grid"]

@@ -230,21 +230,21 @@ def _named_estimators(estimators, params, random_state):
 
     named = []
     for item in estimators:
-        if isinstance(item, str):
-            p = dict(params.get(item, {}))
-            est = make_estimator(item, **p)
+        label, entry = (item, item) if isinstance(item, str) else item
+        if isinstance(entry, str):
+            p = dict(params.get(label, {}))
+            est = make_estimator(entry, **p)
             if "random_state" in est.get_params() and "random_state" not in p:
                 est.set_params(random_state=random_state)
-            named.append((item, est, set(p)))
+            named.append((label, est, set(p), entry))
         else:
-            name, est = item
-            named.append((name, est, None))  # built by the caller: used exactly as given
+            named.append((label, entry, None, None))  # built by the caller: used exactly as given
     return named
 
 
 def _shared_or_each(named, describe):
     """One description when every estimator shares it, else ``name=description`` for each."""
-    values = [(name, describe(est)) for name, est, _ in named]
+    values = [(name, describe(est)) for name, est, _, _ in named]
     if len({v for _, v in values}) <= 1:
         return values[0][1] if values else None
     return "; ".join(f"{name}: {v}" for name, v in values)
@@ -307,12 +307,13 @@ def evaluate(estimators, dataset="dc2", params=None, random_state=0, progress=Tr
 
     Parameters
     ----------
-    estimators : list of str or (name, estimator) pairs
-        Entry-point names (instantiated with the dataset's ``bench_params``, its redshift grid and
-        ``params[name]``, which wins) or already-built estimators, used as given.
+    estimators : list of str, (label, entry-point name) or (label, estimator) pairs
+        Entry-point names, or labelled variants of one (``("mtl_lambda0", "mtl_nb")`` with
+        ``params={"mtl_lambda0": {"nb_weight": 0}}``), instantiated with the dataset's ``bench_params``, its
+        redshift grid and ``params[label]``, which wins; or already-built estimators, used as given.
     dataset : str or :class:`pzkit.datasets.Dataset`
         Any name :func:`pzkit.datasets.get_dataset` knows: ``"dc2"``, ``"sims:<preset>"``, a sims file path.
-    params : dict name -> dict, optional
+    params : dict label -> dict, optional
         Parameters per named estimator.
     random_state : int
         Seed of the sims, the subsampling, the SOM and every estimator that takes ``random_state``.
@@ -335,12 +336,12 @@ def evaluate(estimators, dataset="dc2", params=None, random_state=0, progress=Tr
 
     params = params or {}
     named = _named_estimators(estimators, params, random_state)
-    needed = set().union(*(needed_inputs(est) for _, est, _ in named)) if named else set()
+    needed = set().union(*(needed_inputs(est) for _, est, _, _ in named)) if named else set()
     data = get_dataset(dataset, n=n, random_state=random_state, inputs=needed, progress=progress)
-    for name, est, given in named:
+    for _, est, given, entry in named:
         if given is None:
             continue
-        defaults = {**(data.grid or {}), **data.bench_params.get(name, {})}
+        defaults = {**(data.grid or {}), **data.bench_params.get(entry, {})}
         est.set_params(**{k: v for k, v in defaults.items() if k not in given and k in est.get_params()})
 
     rng = np.random.default_rng(random_state)
@@ -381,7 +382,7 @@ def evaluate(estimators, dataset="dc2", params=None, random_state=0, progress=Tr
     }
     report = Report(meta=meta)
     bar = tqdm(named, desc="benchmark", unit="estimator", disable=not progress)
-    for name, est, _ in bar:
+    for name, est, _, _ in bar:
         tags = est.get_tags()
         entry = {"name": name, "class": f"{type(est).__module__}.{type(est).__qualname__}",
                  "params": est.get_params(deep=False),
