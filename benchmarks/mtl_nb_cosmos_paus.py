@@ -4,127 +4,97 @@
                                             [--no-controls] [--nb-weights λ ...] [--nb-depth BLUE RED]
                                             [--out ...]
 
-For each seed, one sims realisation (train: i < 23 with 40 narrow bands, about a third with spec-z, a
-high-precision photo-z for all; test: i < 25, broad bands only) and these fits, all with the same network
-settings and seed:
+A configuration over the shared harness (:func:`pzkit.study.run_study`): per seed one sims realisation
+(train: i < 23 with 40 narrow bands, about a third with spec-z, a high-precision photo-z for all; test:
+i < 25, broad bands only), these estimators with the same network settings and seed, and σ68, σ_NMAD, outlier
+rate and bias on the deep test set overall, at i > 23 and at true z > 1:
 
 * ``baseline``: ``baseline_nn`` on the spec-z objects (the paper's "zs"), with as many optimizer steps as the
   MTL net (epochs scaled by n_train / n_labelled), so that training length is not what differs;
-* ``mtl``: ``mtl_nb`` variant ``zs+NB`` (spec-z for the redshift head, narrow bands on every training object);
-* ``zpaus``: ``mtl_nb`` variant ``zs+zPAUS`` (the simulated high-precision photo-z as the label of every
-  training object without spec-z): how much the unlabelled objects could help if their redshifts were known;
-* controls on the first seed: ``lambda0`` (``nb_weight=0``), ``shuffled`` (narrow-band rows permuted across
-  objects), and the resolution sweep ``avg2``/``avg4``/``avg10`` (targets averaged over groups of 2, 4, 10
-  consecutive bands before forming colours).
+* ``mtl``: ``mtl_nb`` variant ``zs+NB``;
+* ``zpaus``: ``mtl_nb`` variant ``zs+zPAUS`` (headroom: labels for every training object);
+* controls on the first seed (every seed with ``--controls-all-seeds``): ``lambda0`` (``nb_weight=0``, the
+  ablation), ``shuffled`` (narrow-band rows permuted across objects) and ``avg2``/``avg4``/``avg10``
+  (targets averaged over groups of 2, 4, 10 consecutive bands).
 
-Metrics on the deep test set, overall, at i > 23 and at true z > 1: σ68, σ_NMAD, outlier rate (|Δz| > 0.15).
-
-CPU budget: by default the network is scaled down (hidden 128:256:128, 40 epochs, lr ÷10 every 15) so that
-the whole study runs in minutes on 2 cores; ``--paper-size`` uses the paper's 300:500:1000:500:300 and
-100 epochs (4 min per fit on 2 idle cores at n = 42,000; `mtl_nb_cosmos_paus_paper_size.json`). The headline
-numbers use the scaled-down setting.
+Paired differences are against ``lambda0`` where it ran (same net, batches and steps), else the baseline.
+By default the network is scaled down (hidden 128:256:128, 40 epochs, lr ÷10 every 15); ``--paper-size``
+uses the paper's 300:500:1000:500:300 and 100 epochs.
 """
 
 import argparse
-import json
-import os
 import time
 
-import numpy as np
+from pzkit.datasets import sims_dataset
+from pzkit.harness import machine_info, write_json
+from pzkit.sims import make
+from pzkit.sims.config import get_config
+from pzkit.study import run_study
 
-import pzkit
-from pzkit.harness import write_json
-from pzkit.metrics import outlier_rate, sigma_68, sigma_nmad
-
-
-def _metrics(z, zp, mask):
-    if mask.sum() < 20:
-        return None
-    return {"n": int(mask.sum()), "sigma68": float(sigma_68(z[mask], zp[mask])),
-            "sigma_nmad": float(sigma_nmad(z[mask], zp[mask])), "outliers": float(outlier_rate(z[mask], zp[mask]))}
+PRESET = "cosmos_paus"
+GRID = {"zmin": 0.0, "zmax": 1.5, "nzbins": 301}
 
 
-def _average_bands(nb, group):
-    n_groups = nb.shape[1] // group
-    return nb[:, : n_groups * group].reshape(len(nb), n_groups, group).mean(axis=2)
+def shuffled(nb, rng):
+    """Narrow-band rows permuted across objects: the targets keep their distribution, lose their object."""
+    return nb[rng.permutation(len(nb))]
 
 
-def run_seed(seed, n, net, controls, label_fraction=1.0, nb_weights=(), nb_depth=None):
-    overrides = {}
-    if nb_depth is not None:  # diagnostic: deeper narrow bands (5σ depths of the bluest and reddest band)
-        overrides["narrow_bands"] = {"filters": "paus", "depth": list(nb_depth), "error_floor": 0.01}
-    sims = pzkit.sims.make("cosmos_paus", n, random_state=seed, **overrides)
-    train, test = sims.split("train"), sims.split("test")
-    feats = train.features()
-    X = feats.fit_transform(train.catalog)
-    Xt = feats.transform(test.catalog)
-    y = np.where(train.catalog["labelled"].to_numpy(), train.catalog["redshift"].to_numpy(), np.nan)
-    if label_fraction < 1:  # label-starved diagnostic: keep a random fraction of the spec-z, narrow bands for all
-        keep = np.random.default_rng(1000 + seed).random(len(y)) < label_fraction
-        y = np.where(keep, y, np.nan)
-    nb = train.narrow_bands[[f"mag_{b}" for b in train.nb_bands]].to_numpy()
-    zt = test.catalog["redshift"].to_numpy()
-    imag = test.catalog[test.mag_column.format(band=test.ref_band)].to_numpy()
-    masks = {"all": np.ones(len(zt), bool), "i>23": imag > 23, "z>1": zt > 1}
-    common = dict(zmin=0.0, zmax=1.5, nzbins=301, random_state=seed, **net)
-    # The baseline sees only the labelled third, so per epoch it takes a third of the optimizer steps of the MTL
-    # net. Equal steps (epochs and schedule scaled by n_train / n_labelled) make the comparison about the
-    # narrow bands and not about training length; the lambda=0 and shuffled controls check exactly that.
-    lab = np.isfinite(y)
-    scale = len(y) / lab.sum()
-    base = dict(common, max_epochs=int(round(net["max_epochs"] * scale)), lr_step=int(round(net["lr_step"] * scale)))
+def averaged(group):
+    def average(nb, rng):
+        n_groups = nb.shape[1] // group
+        return nb[:, : n_groups * group].reshape(len(nb), n_groups, group).mean(axis=2)
 
-    runs = {"baseline": lambda: pzkit.make_estimator("baseline_nn", **base).fit(X[lab], y[lab]),
-            "mtl": lambda: pzkit.make_estimator("mtl_nb", variant="zs+NB", **common).fit(X, y, nb=nb),
-            # headroom diagnostic: labels for every training object (the paper's zs+zPAUS). If this beats the
-            # baseline and zs+NB does not, the unlabelled objects carry information the auxiliary task fails to pass on
-            "zpaus": lambda: pzkit.make_estimator("mtl_nb", variant="zs+zPAUS", **common).fit(
-                X, y, z_photo=train.catalog["zpaus"].to_numpy())}
-    for w in nb_weights:  # λ sweep on every seed (nb_weight=0 is the lambda0 control)
-        runs[f"lambda{w:g}"] = (lambda w=w: pzkit.make_estimator("mtl_nb", variant="zs+NB", nb_weight=w, **common)
-                                .fit(X, y, nb=nb))
+    average.__name__ = f"averaged_over_{group}_bands"
+    return average
+
+
+def configuration(net, label_fraction, controls, nb_weights):
+    """(estimators, params, input transforms, control label) of one study."""
+    fraction = get_config(PRESET)["splits"]["train"]["labels"]["fraction"] * label_fraction
+    # equal optimizer steps: the baseline sees only the labelled fraction of the training rows per epoch
+    base = dict(net, max_epochs=int(round(net["max_epochs"] / fraction)), lr_step=int(round(net["lr_step"] / fraction)))
+    estimators = [("baseline", "baseline_nn"), ("mtl", "mtl_nb"), ("zpaus", "mtl_nb")]
+    params = {"baseline": {**GRID, **base}, "mtl": {**GRID, **net, "variant": "zs+NB"},
+              "zpaus": {**GRID, **net, "variant": "zs+zPAUS"}}
+    transforms = {}
+    for w in nb_weights:
+        estimators.append((f"lambda{w:g}", "mtl_nb"))
+        params[f"lambda{w:g}"] = {**GRID, **net, "variant": "zs+NB", "nb_weight": w}
     if controls:
-        rng = np.random.default_rng(seed)
-        runs["lambda0"] = lambda: pzkit.make_estimator("mtl_nb", variant="zs+NB", nb_weight=0.0, **common).fit(X, y, nb=nb)
-        runs["shuffled"] = lambda: pzkit.make_estimator("mtl_nb", variant="zs+NB", **common).fit(
-            X, y, nb=nb[rng.permutation(len(nb))])
-        for group in (2, 4, 10):
-            runs[f"avg{group}"] = (lambda g=group: pzkit.make_estimator("mtl_nb", variant="zs+NB", **common).fit(
-                X, y, nb=_average_bands(nb, g)))
-    out = {"seed": seed, "n_train": len(X), "n_labelled": int(np.isfinite(y).sum()), "n_test": len(Xt), "runs": {}}
-    for name, fit in runs.items():
-        t0 = time.perf_counter()
-        est = fit()
-        zp = est.predict(Xt)
-        out["runs"][name] = {"fit_seconds": time.perf_counter() - t0,
-                             **{k: _metrics(zt, zp, m) for k, m in masks.items()}}
-        r = out["runs"][name]
-        print(f"seed {seed} {name:<9} σ68 all {r['all']['sigma68']:.4f}  i>23 {r['i>23']['sigma68']:.4f}  "
-              f"z>1 {r['z>1']['sigma68']:.4f}  outliers all {100 * r['all']['outliers']:.2f} % "
-              f"i>23 {100 * r['i>23']['outliers']:.2f} %  ({r['fit_seconds']:.0f} s)", flush=True)
-    return out
+        estimators += [("lambda0", "mtl_nb"), ("shuffled", "mtl_nb")] + [(f"avg{g}", "mtl_nb") for g in (2, 4, 10)]
+        params["lambda0"] = {**GRID, **net, "variant": "zs+NB", "nb_weight": 0.0}
+        for label in ["shuffled"] + [f"avg{g}" for g in (2, 4, 10)]:
+            params[label] = {**GRID, **net, "variant": "zs+NB"}
+        transforms = {"shuffled": {"narrow_bands": shuffled},
+                      **{f"avg{g}": {"narrow_bands": averaged(g)} for g in (2, 4, 10)}}
+    control = "lambda0" if controls or 0.0 in nb_weights else "baseline"
+    return estimators, params, transforms, control
 
 
-def summarise(seeds):
-    summary = {}
-    for run in seeds[0]["runs"]:
-        for subset in ("all", "i>23", "z>1"):
-            for metric in ("sigma68", "sigma_nmad", "outliers"):
-                vals = [s["runs"][run][subset][metric] for s in seeds if run in s["runs"] and s["runs"][run][subset]]
-                summary.setdefault(run, {}).setdefault(subset, {})[metric] = {
-                    "mean": float(np.mean(vals)), "std": float(np.std(vals)), "n_seeds": len(vals)}
-    gains = {}
-    for subset in ("all", "i>23", "z>1"):
-        per_seed = [(s["runs"]["baseline"][subset], s["runs"]["mtl"][subset]) for s in seeds]
-        gains[subset] = {
-            "sigma68_reduction_mean": float(np.mean([1 - m["sigma68"] / b["sigma68"] for b, m in per_seed])),
-            "sigma68_reduction_std": float(np.std([1 - m["sigma68"] / b["sigma68"] for b, m in per_seed])),
-            "outlier_reduction_mean": float(np.mean([1 - m["outliers"] / b["outliers"] for b, m in per_seed
-                                                     if b["outliers"] > 0])),
-            "outlier_reduction_std": float(np.std([1 - m["outliers"] / b["outliers"] for b, m in per_seed
-                                                   if b["outliers"] > 0])),
-        }
-    return summary, gains
+def acceptance(runs):
+    """Issue 25's numbers, from the study whose control is λ = 0 (same net, batches and steps)."""
+    study = next((s for s in runs if s["control"] == "lambda0"), None)
+    if study is None:
+        return [{"criterion": "zs+NB against λ = 0", "value": None, "target": "a study with the λ = 0 control",
+                 "met": False}]
+    deep = study["paired"]["mtl"]["i>23"]
+    s68, out = deep["sigma_68"], deep["outlier_rate"]
+    cosmos = study["paired"]["mtl"]["i<23"]["sigma_68"]
+    two_sem = s68["sem"] is not None and s68["mean"] is not None and -s68["mean"] > 2 * s68["sem"]
+    rows = [
+        {"criterion": "zs+NB vs λ = 0: relative σ68 change at i > 23 (mean over seeds)", "value": s68["mean"],
+         "target": "<= -0.08", "met": s68["mean"] is not None and s68["mean"] <= -0.08},
+        {"criterion": "zs+NB vs λ = 0: σ68 gain at i > 23 above 2 s.e.m.", "value": s68["sem"],
+         "target": "-mean > 2 s.e.m.", "met": two_sem},
+        {"criterion": "zs+NB vs λ = 0: σ68 at i > 23 better in every seed", "value": s68["n_seeds"],
+         "target": ">= 5 seeds, all better", "met": s68["better_in_every_seed"] and s68["n_seeds"] >= 5},
+        {"criterion": "zs+NB vs λ = 0: relative outlier change at i > 23", "value": out["mean"],
+         "target": "<= -0.20", "met": out["mean"] is not None and out["mean"] <= -0.20},
+        {"criterion": "zs+NB vs λ = 0: relative σ68 change at i < 23 (COSMOS-style)", "value": cosmos["mean"],
+         "target": "<= -0.05", "met": cosmos["mean"] is not None and cosmos["mean"] <= -0.05},
+    ]
+    return rows
 
 
 def main():
@@ -133,9 +103,10 @@ def main():
     parser.add_argument("--n", type=int, default=21000, help="galaxies per realisation (4/7 train, 3/7 test)")
     parser.add_argument("--paper-size", action="store_true")
     parser.add_argument("--label-fraction", type=float, default=1.0,
-                        help="keep this random fraction of the sims' spec-z labels (diagnostic: less label "
-                             "information leaves more room for what the narrow bands of unlabelled objects add)")
-    parser.add_argument("--no-controls", action="store_true", help="skip the seed-0 controls")
+                        help="scale the sims' spec-z fraction of the training split (diagnostic: fewer labels leave "
+                             "more room for what the narrow bands of unlabelled objects add)")
+    parser.add_argument("--no-controls", action="store_true", help="skip the controls")
+    parser.add_argument("--controls-all-seeds", action="store_true", help="controls on every seed, not the first")
     parser.add_argument("--nb-depth", type=float, nargs=2, default=None, metavar=("BLUE", "RED"),
                         help="5σ depths of the narrow bands (sims default 23.0 22.5): deeper bands, less noisy targets")
     parser.add_argument("--nb-weights", type=float, nargs="*", default=(),
@@ -146,16 +117,41 @@ def main():
         net = dict(hidden=(300, 500, 1000, 500, 300), max_epochs=100, lr_step=25, batch_size=512)
     else:
         net = dict(hidden=(128, 256, 128), max_epochs=40, lr_step=15, batch_size=256)
-    seeds = [run_seed(seed, args.n, net, controls=(seed == 0 and not args.no_controls),
-                      label_fraction=args.label_fraction, nb_weights=args.nb_weights, nb_depth=args.nb_depth)
-             for seed in range(args.seeds)]
-    summary, gains = summarise(seeds)
+    overrides = {}
+    if args.nb_depth is not None:
+        overrides["narrow_bands"] = {"filters": "paus", "depth": list(args.nb_depth), "error_floor": 0.01}
+    if args.label_fraction != 1.0:
+        labels = get_config(PRESET)["splits"]["train"]["labels"]
+        overrides["splits"] = {"train": {"labels": {"fraction": labels["fraction"] * args.label_fraction}}}
+
+    def dataset(seed):
+        return sims_dataset(make(PRESET, args.n, random_state=seed, **overrides))
+
+    dataset.__name__ = f"sims:{PRESET}" + (f" with {overrides}" if overrides else "")
+    subsets = {"i>23": lambda test: test["mag_i_cosmos"].to_numpy() > 23,
+               "i<23": lambda test: test["mag_i_cosmos"].to_numpy() < 23,
+               "z>1": lambda test: test["redshift"].to_numpy() > 1}
+    seeds = list(range(args.seeds))
+    runs = []
+    with_controls = [] if args.no_controls else (seeds if args.controls_all_seeds else seeds[:1])
+    for group, controls in ((with_controls, True), ([s for s in seeds if s not in with_controls], False)):
+        if group:
+            estimators, params, transforms, control = configuration(net, args.label_fraction, controls,
+                                                                    args.nb_weights)
+            runs.append(run_study(estimators, dataset, seeds=group, params=params, subsets=subsets,
+                                  control=control, input_transforms=transforms, progress=False))
+    for study in runs:
+        for label, by_subset in study.get("paired", {}).items():
+            s = by_subset["i>23"]["sigma_68"]
+            if s["mean"] is not None:
+                print(f"{label:<9} vs {study['control']}: σ68 at i > 23 {100 * s['mean']:+.1f} % "
+                      f"(s.e.m. {100 * (s['sem'] or 0):.1f} %, {s['n_seeds']} seeds)")
     result = {"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "network": net, "n": args.n,
-              "label_fraction": args.label_fraction, "nb_weights": list(args.nb_weights),
-              "nb_depth": args.nb_depth,
-              "machine": {"cpu_count": os.cpu_count()}, "seeds": seeds, "summary": summary, "mtl_gain": gains}
+              "label_fraction": args.label_fraction, "nb_weights": list(args.nb_weights), "nb_depth": args.nb_depth,
+              "machine": machine_info(), "studies": runs, "acceptance": acceptance(runs)}
     write_json(args.out, result)
-    print(json.dumps(gains, indent=2))
+    for row in result["acceptance"]:
+        print(f"{'MET' if row['met'] else 'NOT MET'}: {row['criterion']}: {row['value']} (target {row['target']})")
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ class Report:
     meta: dict
     results: list = field(default_factory=list)
     arrays: dict = field(default_factory=dict, repr=False)  # per-estimator arrays for the plots, not in JSON
+    dataset: object = field(default=None, repr=False)  # the Dataset scored (after subsampling), not in JSON
 
     def to_dict(self):
         return {"schema": REPORT_SCHEMA, "meta": self.meta, "results": self.results}
@@ -297,7 +298,7 @@ def route_inputs(estimator, data, split, rows=None):
 
 
 def evaluate(estimators, dataset="dc2", params=None, random_state=0, progress=True, n_train=None, n_test=None,
-             features=None, outlier_threshold=0.15, tomo_edges=None, n=None):
+             features=None, outlier_threshold=0.15, tomo_edges=None, n=None, input_transforms=None):
     """Fit and score every estimator on one dataset and split; returns a :class:`Report`.
 
     Each estimator gets the inputs its tags ask for (``X_type``, ``fit_inputs``, ``predict_inputs``): image
@@ -328,6 +329,9 @@ def evaluate(estimators, dataset="dc2", params=None, random_state=0, progress=Tr
         equal bins of the dataset's grid otherwise.
     n : int, optional
         Catalog size of a ``sims:<preset>`` dataset.
+    input_transforms : dict label -> {input name: callable(values, rng) -> values}, optional
+        Controls that alter a training input of one estimator, e.g. narrow bands permuted across objects;
+        ``rng`` is a Generator seeded by ``random_state``. Recorded in the report by the callables' names.
     """
     from sklearn.base import clone
     from tqdm.auto import tqdm
@@ -380,12 +384,15 @@ def evaluate(estimators, dataset="dc2", params=None, random_state=0, progress=Tr
         "outlier_threshold": outlier_threshold,
         "tomographic_edges": [float(e) for e in tomo_edges],
     }
-    report = Report(meta=meta)
+    report = Report(meta=meta, dataset=data)
     bar = tqdm(named, desc="benchmark", unit="estimator", disable=not progress)
     for name, est, _, _ in bar:
         tags = est.get_tags()
         entry = {"name": name, "class": f"{type(est).__module__}.{type(est).__qualname__}",
                  "params": est.get_params(deep=False),
+                 **({"input_transforms": {k: getattr(f, "__name__", repr(f))
+                                          for k, f in input_transforms[name].items()}}
+                    if name in (input_transforms or {}) else {}),
                  "inputs": {"X": tags["X_type"], "fit": dict(tags["fit_inputs"]),
                             "predict": dict(tags["predict_inputs"]), "unlabelled_rows": tags["unlabelled_rows"]}}
         missing = missing_inputs(est, data)
@@ -398,6 +405,10 @@ def evaluate(estimators, dataset="dc2", params=None, random_state=0, progress=Tr
         bar.set_postfix_str(f"{name}: fit")
         try:
             X_fit, fit_side = route_inputs(est, data, "train", fit_rows)
+            transforms = (input_transforms or {}).get(name, {})
+            for kw, input_name in tags["fit_inputs"].items():
+                if kw in fit_side and input_name in transforms:
+                    fit_side[kw] = transforms[input_name](fit_side[kw], np.random.default_rng(random_state))
             X_test, test_side = route_inputs(est, data, "validation")
             y_fit = y_train if fit_rows is None else y_train[fit_rows]
             if tags["X_type"] == "images":
