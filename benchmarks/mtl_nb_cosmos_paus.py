@@ -18,6 +18,7 @@ rate and bias on the deep test set overall, at i > 23 and at true z > 1:
   (targets averaged over groups of 2, 4, 10 consecutive bands).
 
 Paired differences are against ``lambda0`` where it ran (same net, batches and steps), else the baseline.
+``--partial-dir DIR`` keeps every finished seed and resumes from it.
 By default the network is scaled down (hidden 128:256:128, 40 epochs, lr ÷10 every 15); ``--paper-size``
 uses the paper's 300:500:1000:500:300 and 100 epochs.
 """
@@ -112,6 +113,8 @@ def main():
     parser.add_argument("--nb-weights", type=float, nargs="*", default=(),
                         help="extra zs+NB fits with these narrow-band loss weights λ on every seed")
     parser.add_argument("--out", default="benchmarks/results/mtl_nb_cosmos_paus.json")
+    parser.add_argument("--partial-dir", default=None,
+                        help="keep each finished seed here and resume from it (runs longer than a session)")
     args = parser.parse_args()
     if args.paper_size:
         net = dict(hidden=(300, 500, 1000, 500, 300), max_epochs=100, lr_step=25, batch_size=512)
@@ -139,7 +142,8 @@ def main():
             estimators, params, transforms, control = configuration(net, args.label_fraction, controls,
                                                                     args.nb_weights)
             runs.append(run_study(estimators, dataset, seeds=group, params=params, subsets=subsets,
-                                  control=control, input_transforms=transforms, progress=False))
+                                  control=control, input_transforms=transforms, progress=False,
+                                  partial_dir=args.partial_dir))
     for study in runs:
         for label, by_subset in study.get("paired", {}).items():
             s = by_subset["i>23"]["sigma_68"]

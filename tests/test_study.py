@@ -84,3 +84,18 @@ def test_input_transforms_reach_one_variant_only(dataset, monkeypatch):
     entries = {r["name"]: r for r in result["seeds"][0]["results"]}
     assert entries["reversed"]["input_transforms"] == {"narrow_bands": "reverse_rows"}
     assert "input_transforms" not in entries["plain"]
+
+
+def test_a_study_resumes_from_its_finished_seeds(dataset, tmp_path, monkeypatch):
+    import pzkit.harness
+
+    first = run_study(["train_z"], dataset, seeds=[0, 1], partial_dir=str(tmp_path), progress=False)
+    assert len(list(tmp_path.glob("study_*_seed*.json"))) == 2
+    calls = []
+    monkeypatch.setattr(pzkit.harness, "evaluate", lambda *a, **k: calls.append(k) or None)
+    again = run_study(["train_z"], dataset, seeds=[0, 1], partial_dir=str(tmp_path), progress=False)
+    assert calls == [] and again["summary"] == first["summary"]
+    # another configuration is another study: nothing reused
+    with pytest.raises(AttributeError):
+        run_study(["train_z"], dataset, seeds=[0], params={"train_z": {"nzbins": 31}}, partial_dir=str(tmp_path),
+                  progress=False)

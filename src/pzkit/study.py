@@ -39,8 +39,24 @@ def mean_sem(values):
             "n_seeds": int(v.size)}
 
 
+def _study_key(estimators, dataset, n, params, subsets, input_transforms, evaluate_kwargs):
+    """A hash of everything that defines one seed's result, naming its partial file."""
+    import hashlib
+    import json
+
+    def name(obj):
+        return getattr(obj, "__name__", None) or repr(obj)
+
+    spec = {"estimators": [e if isinstance(e, str) else [e[0], e[1] if isinstance(e[1], str) else repr(e[1])]
+                           for e in estimators],
+            "dataset": name(dataset), "n": n, "params": params or {}, "subsets": sorted(subsets),
+            "transforms": {k: {i: name(f) for i, f in v.items()} for k, v in (input_transforms or {}).items()},
+            "evaluate": evaluate_kwargs}
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=repr).encode()).hexdigest()[:16]
+
+
 def run_study(estimators, dataset, seeds=(0,), n=None, params=None, subsets=None, control=None,
-              input_transforms=None, progress=True, **evaluate_kwargs):
+              input_transforms=None, progress=True, partial_dir=None, **evaluate_kwargs):
     """Run :func:`pzkit.evaluate` once per seed and summarise across seeds.
 
     Parameters
@@ -54,6 +70,9 @@ def run_study(estimators, dataset, seeds=(0,), n=None, params=None, subsets=None
         One realisation, split and training seed each.
     subsets : dict name -> callable(test table) -> boolean mask, optional
         Parts of the test split to score separately; ``"all"`` is always there.
+    partial_dir : str, optional
+        Keep each finished seed there (one JSON file, named by a hash of the configuration) and reuse it when
+        the same study runs again: a study longer than one session is resumed seed by seed.
     control : str, optional
         Label whose metrics every other estimator is compared with, seed by seed: relative change
         ``metric / control − 1`` (negative is better for every study metric but the bias), with mean and s.e.m.
@@ -70,8 +89,19 @@ def run_study(estimators, dataset, seeds=(0,), n=None, params=None, subsets=None
     from .harness import evaluate
 
     subsets = {"all": lambda table: np.ones(len(table), dtype=bool), **(subsets or {})}
+    import json
+    import os
+
+    from .harness import write_json
+
+    key = _study_key(estimators, dataset, n, params, subsets, input_transforms, evaluate_kwargs)
     per_seed = []
     for seed in seeds:
+        partial = None if partial_dir is None else os.path.join(partial_dir, f"study_{key}_seed{int(seed)}.json")
+        if partial is not None and os.path.exists(partial):
+            with open(partial) as fh:
+                per_seed.append(json.load(fh))
+            continue
         data = dataset(int(seed)) if callable(dataset) else dataset
         report = evaluate(estimators, dataset=data, params=params, random_state=int(seed), n=n,
                           progress=progress, input_transforms=input_transforms, **evaluate_kwargs)
@@ -85,6 +115,8 @@ def run_study(estimators, dataset, seeds=(0,), n=None, params=None, subsets=None
         results = [{k: r[k] for k in kept if k in r} for r in report.results]
         per_seed.append({"seed": int(seed), "dataset": report.meta["dataset"], "results": results,
                          "subsets": scored, "failed": failed})
+        if partial is not None:
+            write_json(partial, per_seed[-1])
     labels = list(dict.fromkeys(label for s in per_seed for label in s["subsets"]))
     summary = {label: {name: {metric: mean_sem([(s["subsets"].get(label, {}).get(name) or {}).get(metric)
                                                 for s in per_seed])
