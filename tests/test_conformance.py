@@ -10,8 +10,7 @@ from pzkit.testing import ConformanceError, check_photoz_estimator, photoz_check
 
 def _instance(name):
     cls = pzkit.get_estimator_class(name)
-    factory = getattr(cls, "_conformance_instance", None)
-    return factory() if factory is not None else cls()
+    return cls._conformance_instance()
 
 
 PLUGIN_CHECKS = [

@@ -304,6 +304,17 @@ class PhotoZEstimator(RegressorMixin, BaseEstimator):
                 )
         return ens
 
+    # ------------------------------------------------------------------ conformance-suite hooks
+    @classmethod
+    def _conformance_instance(cls):
+        """The instance the conformance suite checks: defaults, or a plugin's cheaper settings."""
+        return cls()
+
+    def _conformance_data(self, random_state=0):
+        """A plugin's own small dataset (:class:`pzkit.testing.ConformanceData`) when it needs inputs the
+        suite's toy catalog lacks (images, narrow bands); None uses the toy catalog."""
+        return None
+
     def _rebuild_derived_state(self):
         """Compute the ``_derived_attributes`` from the rest of the fitted state; called by the subclass's
         ``_fit`` and by ``__setstate__`` when a saved or pickled model is loaded."""

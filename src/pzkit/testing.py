@@ -93,8 +93,8 @@ def _toy_data(estimator, random_state=0):
 
 
 def _data_for(estimator):
-    hook = getattr(estimator, "_conformance_data", None)
-    return hook(0) if hook is not None else _toy_data(estimator)
+    data = estimator._conformance_data(0)
+    return data if data is not None else _toy_data(estimator)
 
 
 def _fit(est, data):

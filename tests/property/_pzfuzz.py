@@ -108,8 +108,7 @@ def is_image_class(cls):
 
 def tiny_instance(cls, random_state=0):
     """The plugin's conformance instance made as cheap as possible: 1–2 epochs, a few trees."""
-    factory = getattr(cls, "_conformance_instance", None)
-    est = factory() if factory is not None else cls()
+    est = cls._conformance_instance()
     params = est.get_params(deep=False)
     small = {"max_epochs": 2, "n_estimators": 5, "n_members": 1, "epochs": 2, "pretrain_epochs": 1,
              "finetune_epochs": 1, "n_epochs": 2, "n_iter": 20, "n_iter_finetune": 5, "lr_drop_at": 10,
@@ -123,9 +122,8 @@ def tiny_instance(cls, random_state=0):
 
 def training_data(est, n_train=200):
     """(X, y, fit_params, X_test, predict_params): the plugin's own conformance data, or the toy catalog."""
-    hook = getattr(est, "_conformance_data", None)
-    if hook is not None:
-        d = hook(0)
+    d = est._conformance_data(0)
+    if d is not None:
         n = min(n_train, len(d.y_train))
         idx = np.arange(n)
 

@@ -185,6 +185,9 @@ class PzkitEstimator(_PzkitStageMixin, CatEstimator):
     """
 
     name = "PzkitEstimator"
+    #: the model was a bare estimator wrapped with this stage's features, whose columns are checked on the
+    #: first chunk
+    _fit_features = False
     entrypoint_function = "estimate"
     config_options = CatEstimator.config_options.copy()
     config_options.update(
@@ -231,7 +234,7 @@ class PzkitEstimator(_PzkitStageMixin, CatEstimator):
     def _process_chunk(self, start: int, end: int, data: Any, first: bool) -> None:
         table = _table(data, self.config.hdf5_groupname)
         side = _side_inputs(table, self.config.side_inputs)
-        if getattr(self, "_fit_features", False):
+        if self._fit_features:
             self.model.steps[0][1].fit(table)
             self._fit_features = False
         if side and _routing_enabled():
