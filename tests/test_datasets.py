@@ -234,3 +234,22 @@ def test_labelled_variants_of_one_plugin_get_the_dataset_grid(sim):
     assert wide["params"]["nzbins"] == data.grid["nzbins"] and narrow["params"]["nzbins"] == 31
     assert wide["params"]["zmax"] == narrow["params"]["zmax"] == data.grid["zmax"]
     assert "wide_bins: 0.0–3.0, 301 points" in report.meta["grid"]
+
+
+def test_any_catalog_with_a_split_column_is_a_dataset(dc2, tmp_path, capsys):
+    import pandas as pd
+
+    table = pd.concat([dc2.train.iloc[:600].assign(split="train"), dc2.validation.iloc[:400].assign(split="test")])
+    table["labelled"] = np.arange(len(table)) % 3 != 0
+    path = tmp_path / "mine.parquet"
+    table.to_parquet(path)
+    data = get_dataset(str(path), mag_limits=pzkit.datasets.DC2_MAG_LIMITS)
+    assert len(data.train) == 600 and len(data.validation) == 400
+    assert data.train["redshift"].isna().sum() == 200 and not data.validation["redshift"].isna().any()
+    out = tmp_path / "report"
+    assert main(["bench", "train_z", "--dataset", str(path), "--mag-limits", "dc2", "--nondetect", "limit", "--quiet",
+                 "--out", str(out)]) == 0
+    assert "| train_z |" in capsys.readouterr().out
+    table.drop(columns=["split"]).to_parquet(tmp_path / "nosplit.parquet")
+    with pytest.raises(DatasetError, match="no 'split' column"):
+        get_dataset(str(tmp_path / "nosplit.parquet"))

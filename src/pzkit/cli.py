@@ -107,15 +107,16 @@ def cmd_list(args):
 
 
 def _is_sims_file(path):
-    import h5py
+    from .datasets import _is_sims_file as is_sims
 
-    if not path or os.path.splitext(path)[1].lower() not in (".hdf5", ".hdf", ".h5"):
-        return False
-    try:
-        with h5py.File(path, "r") as fh:
-            return "config" in fh.attrs and "pzkit_sims_file" in fh.attrs
-    except OSError:
-        return False
+    return bool(path) and os.path.exists(path) and is_sims(path)
+
+
+def _catalog_options(args):
+    """``from_catalog`` options for a catalog file given as ``--dataset`` (``pzkit bench``)."""
+    return dict(bands=args.bands, mag_column=args.mag_column, err_column=args.err_column, ref_band=args.ref_band,
+                nondetect=None if args.nondetect == "raise" else args.nondetect,
+                mag_limits=_parse_limits(args.mag_limits), groupname=args.group, id_column=args.id_column)
 
 
 def _fit_on_dataset(args, estimator):
@@ -127,7 +128,8 @@ def _fit_on_dataset(args, estimator):
     from .harness import missing_inputs, needed_inputs, route_inputs
     from .pipeline import make_pipeline
 
-    data = get_dataset(args.dataset or args.train, n=args.n, random_state=args.seed, inputs=needed_inputs(estimator))
+    data = get_dataset(args.dataset or args.train, n=args.n, random_state=args.seed, inputs=needed_inputs(estimator),
+                       **_catalog_options(args))
     missing = missing_inputs(estimator, data)
     if missing:
         raise PzkitError(f"{args.estimator} needs {', '.join(missing)}, which {data.name} does not have")
@@ -309,7 +311,8 @@ def cmd_bench(args):
         names = list_estimators(check_import=True)
         candidates = {name: make_estimator(name) for name in names}
         needed = set().union(*(needed_inputs(e) for e in candidates.values()))
-        data = get_dataset(args.dataset, n=args.n, random_state=args.seed, inputs=needed, progress=not args.quiet)
+        data = get_dataset(args.dataset, n=args.n, random_state=args.seed, inputs=needed, progress=not args.quiet,
+                           **_catalog_options(args))
         names = []
         for name, est in candidates.items():
             missing = missing_inputs(est, data)
@@ -327,7 +330,8 @@ def cmd_bench(args):
     out = args.out or os.path.join("reports", re.sub(r"[^A-Za-z0-9_.-]+", "_", os.path.basename(args.dataset)))
     t0 = time.perf_counter()
     report = evaluate(names, dataset=args.dataset, params=params, random_state=args.seed, n=args.n,
-                      progress=not args.quiet, n_train=args.n_train, n_test=args.n_test)
+                      progress=not args.quiet, n_train=args.n_train, n_test=args.n_test,
+                      dataset_options=_catalog_options(args))
     report.meta["wall_seconds"] = time.perf_counter() - t0
     paths = report.write(out)
     print(report.to_markdown())
@@ -404,6 +408,7 @@ def build_parser():
     p.add_argument("--n-train", type=int, default=None, help="subsample the training split (quick runs)")
     p.add_argument("--n-test", type=int, default=None, help="subsample the validation split (quick runs)")
     p.add_argument("--quiet", action="store_true")
+    _add_catalog_options(p)  # for a catalog file given as --dataset (it needs a 'split' column)
     p.set_defaults(func=cmd_bench)
 
     from .sims.cli import add_subparser as add_sims_subparser  # light: galsim is imported only when run

@@ -347,14 +347,87 @@ def _decoded(values):
     return values.astype(str) if values.dtype.kind == "S" else values
 
 
-def load_file(path, inputs=()):
+def _is_sims_file(path):
+    import h5py
+
+    if os.path.splitext(os.fspath(path))[1].lower() not in (".hdf5", ".hdf", ".h5"):
+        return False
+    try:
+        with h5py.File(path, "r") as fh:
+            return "config" in fh.attrs and "pzkit_sims_file" in fh.attrs
+    except OSError:
+        return False
+
+
+def load_file(path, inputs=(), **catalog_options):
     """A catalog file as a dataset: a ``pzkit sims make`` file (splits, labels, narrow bands, companion
-    images)."""
+    images), or any catalog with a ``split`` column (:func:`from_catalog`, with ``catalog_options``)."""
+    if not os.path.exists(os.fspath(path)):
+        raise DatasetError(f"catalog file {os.fspath(path)!r} does not exist")
+    if not _is_sims_file(path):
+        return from_catalog(path, **catalog_options)
     images = any(str(k).split(TARGET_PREFIX)[-1] == "images" for k in inputs)
     result = read_sims_file(path, images=images)
     if images and result.images is None:
         read_companion_images(path, required=True)
     return sims_dataset(result, name=os.path.basename(os.fspath(path)))
+
+
+def from_catalog(catalog, bands=DC2_BANDS, mag_column="mag_{band}_lsst", err_column="mag_err_{band}_lsst",
+                 ref_band="i", nondetect=None, mag_limits=None, groupname=None, split_column="split",
+                 train="train", test="test", target="target", redshift_column="redshift", labelled_column="labelled",
+                 id_column=None, name=None):
+    """A :class:`Dataset` from any catalog (table or file) whose ``split_column`` says which rows are the
+    ``train``, ``test`` and (optionally) ``target`` rows.
+
+    Training rows whose ``labelled_column`` (if present) is false get NaN redshifts; the target rows lose the
+    redshift column. Side inputs: ``mag`` and ``colors`` from the broad bands, ``ebv`` if the catalog has an
+    ``ebv`` column. Non-detections follow ``nondetect`` (default ``"limit"`` with ``mag_limits``, else
+    ``"raise"``).
+    """
+    import pandas as pd
+
+    from .features import PhotometryFeatures, read_catalog
+
+    columns, _ = read_catalog(catalog, groupname)
+    what = os.path.basename(os.fspath(catalog)) if isinstance(catalog, (str, os.PathLike)) else "the catalog"
+    for column in (split_column, redshift_column):
+        if column not in columns:
+            raise DatasetError(f"{what} has no {column!r} column: a dataset needs a split column (train/test rows) "
+                               f"and a redshift column")
+    table = pd.DataFrame({k: (v.astype(str) if np.asarray(v).dtype.kind in "SO" else v) for k, v in columns.items()})
+    splits = table[split_column].astype(str).to_numpy()
+    for wanted in (train, test):
+        if not (splits == wanted).any():
+            raise DatasetError(f"{what}: no row has {split_column} == {wanted!r} (values: {sorted(set(splits))})")
+    nondetect = nondetect or ("limit" if mag_limits else "raise")
+    feature_params = dict(mag_column=mag_column, err_column=err_column, ref_band=ref_band, nondetect=nondetect)
+    features = PhotometryFeatures(bands=bands, mag_limits=mag_limits, **feature_params)
+
+    def part(rows, redshift):
+        sub = table[rows].reset_index(drop=True)
+        if redshift == "labelled" and labelled_column in sub:
+            labelled = sub[labelled_column].to_numpy().astype(bool)
+            sub[redshift_column] = np.where(labelled, sub[redshift_column], np.nan)
+        elif not redshift:
+            sub = sub.drop(columns=[redshift_column])
+        F = np.asarray(features.fit_transform(sub), dtype=np.float64)
+        inputs = {"mag": F[:, -1], "colors": F}
+        if "ebv" in sub:
+            inputs["ebv"] = sub["ebv"].to_numpy(np.float64)
+        return sub, inputs
+
+    train_table, train_inputs = part(splits == train, "labelled")
+    test_table, test_inputs = part(splits == test, True)
+    inputs = {"train": train_inputs, "validation": test_inputs}
+    target_table = None
+    if target is not None and (splits == target).any():
+        target_table, inputs["target"] = part(splits == target, False)
+    return Dataset(name=name or what, train=train_table, validation=test_table, target=target_table, bands=bands,
+                   redshift_column=redshift_column, id_column=id_column, mag_limits=dict(mag_limits or {}),
+                   inputs=inputs, feature_params=feature_params,
+                   source={"catalog": what, "split_column": split_column,
+                           "splits": {"train": train, "test": test, "target": target}})
 
 
 # ---------------------------------------------------------------------------------------------- registry
@@ -369,10 +442,11 @@ def list_datasets():
     return ["dc2"] + [f"sims:{p}" for p in list_presets()] + sorted(_entry_points())
 
 
-def get_dataset(name, n=None, random_state=0, inputs=(), progress=False):
+def get_dataset(name, n=None, random_state=0, inputs=(), progress=False, **catalog_options):
     """The dataset called ``name``: ``"dc2"``, ``"sims:<preset>"`` (``n`` objects, seed ``random_state``),
-    a third-party name from the ``pzkit.datasets`` entry-point group, or the path of a ``pzkit sims make``
-    file. ``inputs``: the side inputs the caller needs (images are rendered or read only when asked)."""
+    a third-party name from the ``pzkit.datasets`` entry-point group, the path of a ``pzkit sims make`` file,
+    or the path of any catalog with a split column (read by :func:`from_catalog` with ``catalog_options``).
+    ``inputs``: the side inputs the caller needs (images are rendered or read only when asked)."""
     if isinstance(name, Dataset):
         return name
     name = str(name)
@@ -391,7 +465,7 @@ def get_dataset(name, n=None, random_state=0, inputs=(), progress=False):
         if not isinstance(dataset, Dataset):
             raise DatasetError(f"dataset plugin {name!r} returned {type(dataset).__name__}, not a pzkit Dataset")
         return dataset
-    if os.path.splitext(name)[1].lower() in (".hdf5", ".hdf", ".h5"):
-        return load_file(name, inputs=inputs)
+    if os.path.splitext(name)[1].lower() in (".hdf5", ".hdf", ".h5", ".parquet", ".pq", ".fits", ".fit"):
+        return load_file(name, inputs=inputs, **catalog_options)
     raise DatasetError(f"unknown dataset {name!r}; known: {', '.join(list_datasets())}, or the path of a "
-                       "`pzkit sims make` .hdf5 file")
+                       "catalog file (a `pzkit sims make` file, or any catalog with a split column)")

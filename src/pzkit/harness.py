@@ -298,7 +298,8 @@ def route_inputs(estimator, data, split, rows=None):
 
 
 def evaluate(estimators, dataset="dc2", params=None, random_state=0, progress=True, n_train=None, n_test=None,
-             features=None, outlier_threshold=0.15, tomo_edges=None, n=None, input_transforms=None):
+             features=None, outlier_threshold=0.15, tomo_edges=None, n=None, input_transforms=None,
+             dataset_options=None):
     """Fit and score every estimator on one dataset and split; returns a :class:`Report`.
 
     Each estimator gets the inputs its tags ask for (``X_type``, ``fit_inputs``, ``predict_inputs``): image
@@ -332,6 +333,8 @@ def evaluate(estimators, dataset="dc2", params=None, random_state=0, progress=Tr
     input_transforms : dict label -> {input name: callable(values, rng) -> values}, optional
         Controls that alter a training input of one estimator, e.g. narrow bands permuted across objects;
         ``rng`` is a Generator seeded by ``random_state``. Recorded in the report by the callables' names.
+    dataset_options : dict, optional
+        Passed to :func:`pzkit.datasets.get_dataset` (column names of a catalog file, see ``from_catalog``).
     """
     from sklearn.base import clone
     from tqdm.auto import tqdm
@@ -341,7 +344,8 @@ def evaluate(estimators, dataset="dc2", params=None, random_state=0, progress=Tr
     params = params or {}
     named = _named_estimators(estimators, params, random_state)
     needed = set().union(*(needed_inputs(est) for _, est, _, _ in named)) if named else set()
-    data = get_dataset(dataset, n=n, random_state=random_state, inputs=needed, progress=progress)
+    data = get_dataset(dataset, n=n, random_state=random_state, inputs=needed, progress=progress,
+                       **(dataset_options or {}))
     for _, est, given, entry in named:
         if given is None:
             continue
