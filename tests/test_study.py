@@ -99,3 +99,20 @@ def test_a_study_resumes_from_its_finished_seeds(dataset, tmp_path, monkeypatch)
     with pytest.raises(AttributeError):
         run_study(["train_z"], dataset, seeds=[0], params={"train_z": {"nzbins": 31}}, partial_dir=str(tmp_path),
                   progress=False)
+
+
+def test_extra_metrics_see_each_fitted_model(dataset):
+    import pzkit
+
+    def grid_size(label, model, data, ens):
+        return {"nzbins": int(model.zgrid_.size), "n_test": ens.npdf} if label == "coarse" else None
+
+    def broken(label, model, data, ens):
+        raise RuntimeError("paper metric failed")
+
+    report = pzkit.evaluate([("coarse", "train_z"), "train_z"], dataset=dataset(0), params={"coarse": {"nzbins": 11}},
+                            extra_metrics={"grid": grid_size, "broken": broken}, progress=False)
+    coarse, plain = report.results
+    assert coarse["extra"]["grid"] == {"nzbins": 11, "n_test": len(report.dataset.validation)}
+    assert "grid" not in plain["extra"] and plain["extra"]["broken"]["error"].startswith("RuntimeError")
+    assert coarse["point"]["sigma_nmad"] > 0  # the harness's own numbers are still there

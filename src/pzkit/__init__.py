@@ -19,6 +19,9 @@ _EXPORTS = {
     "save": "pzkit.persistence",
     "load": "pzkit.persistence",
     "evaluate": "pzkit.harness",
+    "run_study": "pzkit.study",
+    "get_dataset": "pzkit.datasets",
+    "list_datasets": "pzkit.datasets",
     "PzkitError": "pzkit.exceptions",
     "InputError": "pzkit.exceptions",
     "ColumnError": "pzkit.exceptions",
@@ -29,7 +32,8 @@ _EXPORTS = {
     "DatasetError": "pzkit.exceptions",
 }
 _SUBMODULES = {"datasets", "metrics", "testing", "registry", "features", "persistence", "pdf", "grid", "sims",
-               "harness", "cli", "exceptions", "base", "pipeline", "scoring", "tables", "nn", "rail"}
+               "harness", "cli", "exceptions", "base", "pipeline", "scoring", "tables", "nn", "rail",
+               "study"}
 
 __all__ = sorted(_EXPORTS)
 

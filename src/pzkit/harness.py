@@ -299,7 +299,7 @@ def route_inputs(estimator, data, split, rows=None):
 
 def evaluate(estimators, dataset="dc2", params=None, random_state=0, progress=True, n_train=None, n_test=None,
              features=None, outlier_threshold=0.15, tomo_edges=None, n=None, input_transforms=None,
-             dataset_options=None):
+             dataset_options=None, extra_metrics=None):
     """Fit and score every estimator on one dataset and split; returns a :class:`Report`.
 
     Each estimator gets the inputs its tags ask for (``X_type``, ``fit_inputs``, ``predict_inputs``): image
@@ -335,6 +335,10 @@ def evaluate(estimators, dataset="dc2", params=None, random_state=0, progress=Tr
         ``rng`` is a Generator seeded by ``random_state``. Recorded in the report by the callables' names.
     dataset_options : dict, optional
         Passed to :func:`pzkit.datasets.get_dataset` (column names of a catalog file, see ``from_catalog``).
+    extra_metrics : dict name -> callable(label, model, data, ens) -> dict or None, optional
+        A paper's own numbers, computed on each fitted model (``data`` is the :class:`~pzkit.datasets.Dataset`
+        scored, ``ens`` the test PDFs); a callable returns None where it does not apply to that estimator.
+        Stored under ``"extra"`` in the estimator's entry; an error there is recorded, not raised.
     """
     from sklearn.base import clone
     from tqdm.auto import tqdm
@@ -433,6 +437,16 @@ def evaluate(estimators, dataset="dc2", params=None, random_state=0, progress=Tr
         key = {"mode": "zmode", "median": "zmedian", "mean": "zmean"}[model.point_estimate]
         metrics, arrays = score_ensemble(ens, ens.ancil[key], model.zgrid_, ctx)
         entry.update(metrics)
+        extra = {}
+        for metric_name, func in (extra_metrics or {}).items():
+            try:
+                value = func(name, model, data, ens)
+            except Exception as exc:  # a paper metric that fails must not lose the harness's own numbers
+                value = {"error": f"{type(exc).__name__}: {exc}"}
+            if value is not None:
+                extra[metric_name] = value
+        if extra:
+            entry["extra"] = extra
         entry["cost"] = {"fit_seconds": fit_s, "estimate_seconds": est_s,
                          "objects_per_second": len(y_test) / est_s if est_s > 0 else float("inf"),
                          "peak_rss_mb": max(fit_mb, est_mb)}

@@ -111,7 +111,7 @@ def run_study(estimators, dataset, seeds=(0,), n=None, params=None, subsets=None
         for label, arrays in report.arrays.items():
             scored[label] = {name: subset_metrics(arrays["z_true"], arrays["z_phot"], m) for name, m in masks.items()}
         failed = {r["name"]: r["error"] for r in report.results if "error" in r}
-        kept = ("name", "params", "input_transforms", "n_fit_rows", "point", "pdf", "cost", "error")
+        kept = ("name", "params", "input_transforms", "n_fit_rows", "point", "pdf", "cost", "extra", "error")
         results = [{k: r[k] for k in kept if k in r} for r in report.results]
         per_seed.append({"seed": int(seed), "dataset": report.meta["dataset"], "results": results,
                          "subsets": scored, "failed": failed})
