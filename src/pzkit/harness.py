@@ -420,27 +420,25 @@ def evaluate(estimators, dataset="dc2", params=None, random_state=0, progress=Tr
             X_test, test_side = route_inputs(est, data, "validation")
             y_fit = y_train if fit_rows is None else y_train[fit_rows]
             if tags["X_type"] == "images":
-                model, transform = est, (lambda X: X)
-            else:
-                fitted_features = clone(feats)
-                model, transform = est, fitted_features.fit_transform
-            _, fit_s, fit_mb = measure(lambda: model.fit(transform(X_fit), y_fit, **fit_side))
-            if tags["X_type"] != "images":
-                transform = fitted_features.transform
+                fit_features = to_features = (lambda X: X)
+            else:  # the catalog becomes features inside the timed calls, as a fitted pipeline would do it
+                step = clone(feats)
+                fit_features, to_features = step.fit_transform, step.transform
+            _, fit_s, fit_mb = measure(lambda: est.fit(fit_features(X_fit), y_fit, **fit_side))
             bar.set_postfix_str(f"{name}: estimate_pdf")
-            ens, est_s, est_mb = measure(lambda: model.estimate_pdf(transform(X_test), **test_side))
+            ens, est_s, est_mb = measure(lambda: est.estimate_pdf(to_features(X_test), **test_side))
         except Exception as exc:  # one failing method must not lose the others' results
             entry["error"] = f"{type(exc).__name__}: {exc}"
             report.results.append(entry)
             continue
         bar.set_postfix_str(f"{name}: metrics")
-        key = {"mode": "zmode", "median": "zmedian", "mean": "zmean"}[model.point_estimate]
-        metrics, arrays = score_ensemble(ens, ens.ancil[key], model.zgrid_, ctx)
+        key = {"mode": "zmode", "median": "zmedian", "mean": "zmean"}[est.point_estimate]
+        metrics, arrays = score_ensemble(ens, ens.ancil[key], est.zgrid_, ctx)
         entry.update(metrics)
         extra = {}
         for metric_name, func in (extra_metrics or {}).items():
             try:
-                value = func(name, model, data, ens)
+                value = func(name, est, data, ens)
             except Exception as exc:  # a paper metric that fails must not lose the harness's own numbers
                 value = {"error": f"{type(exc).__name__}: {exc}"}
             if value is not None:
