@@ -130,7 +130,7 @@ def main():
     def dataset(seed):
         return sims_dataset(make(PRESET, args.n, random_state=seed, **overrides))
 
-    dataset.__name__ = f"sims:{PRESET}" + (f" with {overrides}" if overrides else "")
+    dataset.__name__ = f"sims:{PRESET} n={args.n}" + (f" with {overrides}" if overrides else "")
     subsets = {"i>23": lambda test: test["mag_i_cosmos"].to_numpy() > 23,
                "i<23": lambda test: test["mag_i_cosmos"].to_numpy() < 23,
                "z>1": lambda test: test["redshift"].to_numpy() > 1}

@@ -253,3 +253,49 @@ def test_any_catalog_with_a_split_column_is_a_dataset(dc2, tmp_path, capsys):
     table.drop(columns=["split"]).to_parquet(tmp_path / "nosplit.parquet")
     with pytest.raises(DatasetError, match="no 'split' column"):
         get_dataset(str(tmp_path / "nosplit.parquet"))
+
+
+@pytest.mark.parametrize("values, expected", [(["True", "false", "1"], [True, False, True]),
+                                              ([1, 0, 1], [True, False, True]),
+                                              ([b"False", b"TRUE", b"0"], [False, True, False])])
+def test_labelled_columns_are_read_as_booleans(values, expected):
+    from pzkit.datasets import labelled_mask
+
+    np.testing.assert_array_equal(labelled_mask(np.array(values)), expected)
+
+
+@pytest.mark.parametrize("values", [np.array(["yes", "no"]), np.array([0.0, np.nan]), np.array([2, 0])])
+def test_unreadable_labelled_columns_are_refused(values):
+    from pzkit.datasets import labelled_mask
+
+    with pytest.raises(DatasetError, match="'labelled' must hold booleans"):
+        labelled_mask(values)
+
+
+def test_text_labelled_column_never_leaks(dc2, tmp_path):
+    import pandas as pd
+
+    table = pd.concat([dc2.train.iloc[:300].assign(split="train"), dc2.validation.iloc[:200].assign(split="test")])
+    table["labelled"] = np.where(np.arange(len(table)) % 2 == 0, "True", "False")
+    data = pzkit.datasets.from_catalog(table, mag_limits=pzkit.datasets.DC2_MAG_LIMITS)
+    assert data.train["redshift"].isna().sum() == 150
+
+
+def test_dataset_inputs_must_match_their_tables(sim):
+    import dataclasses
+
+    data = sims_dataset(sim)
+    inputs = {**data.inputs, "train": {**data.inputs["train"], "mag": data.inputs["train"]["mag"][:-1]}}
+    with pytest.raises(DatasetError, match="input 'mag' of the train split has"):
+        dataclasses.replace(data, inputs=inputs)
+
+
+def test_legacy_private_attributes_still_declare_tags():
+    with pytest.warns(DeprecationWarning, match="_allows_unlabelled"):
+        class Legacy(PhotoZEstimator):
+            _allows_unlabelled = True
+
+    assert Legacy.get_class_tag("unlabelled_rows") is True
+    tags = Legacy().get_tags()
+    tags["fit_inputs"]["x"] = "y"  # a copy: no estimator changes
+    assert PhotoZEstimator.get_class_tags()["fit_inputs"] == {}

@@ -116,3 +116,17 @@ def test_extra_metrics_see_each_fitted_model(dataset):
     assert coarse["extra"]["grid"] == {"nzbins": 11, "n_test": len(report.dataset.validation)}
     assert "grid" not in plain["extra"] and plain["extra"]["broken"]["error"].startswith("RuntimeError")
     assert coarse["point"]["sigma_nmad"] > 0  # the harness's own numbers are still there
+
+
+def test_a_partial_file_of_another_configuration_is_refused(dataset, tmp_path):
+    from pzkit.exceptions import OutputError
+
+    run_study(["train_z"], dataset, seeds=[0], partial_dir=str(tmp_path), progress=False)
+    (saved,) = tmp_path.glob("study_*_seed0.json")
+    import json
+
+    content = json.loads(saved.read_text())
+    content["spec"]["n"] = 12345  # as if written by another configuration under the same name
+    saved.write_text(json.dumps(content))
+    with pytest.raises(OutputError, match="another study configuration"):
+        run_study(["train_z"], dataset, seeds=[0], partial_dir=str(tmp_path), progress=False)

@@ -110,13 +110,35 @@ class PhotoZEstimator(RegressorMixin, BaseEstimator):
     _derived_attributes = ()
 
     # ------------------------------------------------------------------ tags
+    #: attributes that declared what an estimator consumes before the tags: still honoured, with a warning
+    _LEGACY_TAG_ATTRIBUTES = {"_allows_unlabelled": "unlabelled_rows", "_allows_nan_features": "allow_nan",
+                              "_learns": "learns", "_expected_failed_sklearn_checks": "expected_failed_sklearn_checks",
+                              "_required_fit_inputs": "required_fit_inputs"}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        legacy = {attr: tag for attr, tag in PhotoZEstimator._LEGACY_TAG_ATTRIBUTES.items() if attr in cls.__dict__}
+        if legacy:
+            import warnings
+
+            warnings.warn(f"{cls.__name__}: {', '.join(legacy)} are replaced by tags; set "
+                          f"_tags = {{{', '.join(repr(t) + ': ...' for t in legacy.values())}}} instead",
+                          DeprecationWarning, stacklevel=2)
+            tags = dict(cls.__dict__.get("_tags", {}))
+            for attr, tag in legacy.items():
+                tags.setdefault(tag, cls.__dict__[attr])
+            cls._tags = tags
+
     @classmethod
     def get_class_tags(cls):
-        """Tags of the class: the ``_tags`` dicts of its MRO merged, subclasses winning."""
+        """Tags of the class: the ``_tags`` dicts of its MRO merged, subclasses winning (a copy: changing it
+        changes no estimator)."""
+        import copy
+
         tags = {}
         for klass in reversed(cls.__mro__):
             tags.update(klass.__dict__.get("_tags", {}))
-        return tags
+        return copy.deepcopy(tags)
 
     @classmethod
     def get_class_tag(cls, name, default=None):

@@ -116,7 +116,8 @@ def _catalog_options(args):
     """``from_catalog`` options for a catalog file given as ``--dataset`` (``pzkit bench``)."""
     return dict(bands=args.bands, mag_column=args.mag_column, err_column=args.err_column, ref_band=args.ref_band,
                 nondetect=None if args.nondetect == "raise" else args.nondetect,
-                mag_limits=_parse_limits(args.mag_limits), groupname=args.group, id_column=args.id_column)
+                mag_limits=_parse_limits(args.mag_limits), groupname=args.group, id_column=args.id_column,
+                redshift_column=args.redshift_column)
 
 
 def _fit_on_dataset(args, estimator):
@@ -168,7 +169,10 @@ def _side_inputs_from_columns(estimator, columns, specs):
             if not hits:
                 raise PzkitError(f"--column {spec}: the catalog has no column matching {pattern.strip()!r}")
             chosen += [c for c in hits if c not in chosen]
-        arrays = [np.asarray(columns[c], dtype=np.float64) for c in chosen]
+        try:
+            arrays = [np.asarray(columns[c], dtype=np.float64) for c in chosen]
+        except (TypeError, ValueError) as exc:
+            raise PzkitError(f"--column {spec}: columns {chosen} are not all numeric ({exc})") from exc
         given[name.strip()] = arrays[0] if len(arrays) == 1 and "*" not in cols else np.column_stack(arrays)
     wanted = estimator.get_tag("fit_inputs")
     unknown = set(given) - set(wanted.values())
@@ -196,7 +200,11 @@ def cmd_fit(args):
     t0 = time.perf_counter()
     if (args.dataset and args.dataset != "dc2") or _is_sims_file(args.train):
         if args.split not in (None, "train"):
-            raise PzkitError(f"--split {args.split}: a sims catalog is fitted on its training split only")
+            raise PzkitError(f"--split {args.split}: a dataset (sims:<preset>, a sims file, --dataset FILE) is "
+                             "fitted on its training split only")
+        if args.column or args.include_errors:
+            raise PzkitError(f"{'--column' if args.column else '--include-errors'} applies to a plain --train "
+                             "catalog; a dataset brings its own side inputs and features")
         model = _fit_on_dataset(args, estimator)
     else:
         if estimator.get_tag("X_type") == "images":
@@ -221,7 +229,9 @@ def cmd_fit(args):
         elif args.split is not None:
             raise PzkitError(f"--split {args.split}: the catalog has no 'split' column")
         if "labelled" in columns:
-            unlabelled = ~np.asarray(columns["labelled"]).astype(bool)
+            from .datasets import labelled_mask
+
+            unlabelled = ~labelled_mask(columns["labelled"])
             if estimator.get_tag("unlabelled_rows"):
                 y = np.where(unlabelled, np.nan, y)
             else:
@@ -249,12 +259,12 @@ def _estimate_images(args):
         raise PzkitError("--storage: image models write the full grid (--storage grid)")
     if not args.input:
         raise PzkitError("pzkit estimate with an image model needs --input, a `pzkit sims make` file")
+    if os.path.exists(args.output) and not args.overwrite:
+        raise PzkitError(f"output {args.output!r} exists: pass --overwrite to replace it")
     table, inputs = sims_inputs(args.input, ("images",) + tuple(model.get_tag("predict_inputs").values()))
     side = {kw: inputs[name] for kw, name in model.get_tag("predict_inputs").items() if name in inputs}
     t0 = time.perf_counter()
     ens = model.estimate_pdf(inputs["images"], ids=table["id"].to_numpy(), **side)
-    if os.path.exists(args.output) and not args.overwrite:
-        raise PzkitError(f"output {args.output!r} exists: pass --overwrite to replace it")
     ens.write_to(args.output)
     seconds = time.perf_counter() - t0
     print(f"wrote {ens.npdf} objects (grid) to {args.output} in {seconds:.1f} s", file=sys.stderr)
@@ -274,7 +284,10 @@ def _model_takes_images(path):
 def cmd_estimate(args):
     from .streaming import estimate_catalog
 
-    if args.input and _is_sims_file(args.input) and _model_takes_images(args.model):
+    if args.input and _model_takes_images(args.model):
+        if not _is_sims_file(args.input):
+            raise PzkitError(f"--input {args.input}: an image model reads its stamps from a `pzkit sims make` "
+                             "file's companion <stem>_images.hdf5")
         return _estimate_images(args)
     if args.input:
         catalog, group = args.input, args.group
@@ -408,6 +421,7 @@ def build_parser():
     p.add_argument("--n-train", type=int, default=None, help="subsample the training split (quick runs)")
     p.add_argument("--n-test", type=int, default=None, help="subsample the validation split (quick runs)")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--redshift-column", default="redshift", help="redshift column of a catalog file --dataset")
     _add_catalog_options(p)  # for a catalog file given as --dataset (it needs a 'split' column)
     p.set_defaults(func=cmd_bench)
 

@@ -39,20 +39,40 @@ def mean_sem(values):
             "n_seeds": int(v.size)}
 
 
-def _study_key(estimators, dataset, n, params, subsets, input_transforms, evaluate_kwargs):
-    """A hash of everything that defines one seed's result, naming its partial file."""
-    import hashlib
-    import json
+def _study_spec(estimators, dataset, n, params, subsets, input_transforms, evaluate_kwargs):
+    """Everything that defines one seed's result, as JSON-ready data: the estimators (entry points with their
+    plugin versions, built ones by their full parameters), the dataset, the rules' source code, pzkit's
+    version. A partial file is reused only for the same spec."""
+    import inspect
 
-    def name(obj):
-        return getattr(obj, "__name__", None) or repr(obj)
+    from . import __version__
+    from .exceptions import PluginError
+    from .registry import plugin_info
 
-    spec = {"estimators": [e if isinstance(e, str) else [e[0], e[1] if isinstance(e[1], str) else repr(e[1])]
-                           for e in estimators],
-            "dataset": name(dataset), "n": n, "params": params or {}, "subsets": sorted(subsets),
-            "transforms": {k: {i: name(f) for i, f in v.items()} for k, v in (input_transforms or {}).items()},
-            "evaluate": evaluate_kwargs}
-    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=repr).encode()).hexdigest()[:16]
+    def code(obj):
+        # the name, the source and the values it closes over (a function's source alone hides them)
+        name = getattr(obj, "__name__", None) or repr(obj)
+        closure = inspect.getclosurevars(obj).nonlocals if inspect.isfunction(obj) else {}
+        try:
+            source = inspect.getsource(obj).strip()
+        except (OSError, TypeError):
+            source = ""
+        return f"{name}: {source} {sorted((k, repr(v)) for k, v in closure.items())}"
+
+    def describe(item):
+        label, entry = (item, item) if isinstance(item, str) else item
+        if isinstance(entry, str):
+            try:
+                return [label, entry, plugin_info(entry)["version"]]
+            except PluginError:  # not an installed entry point (make_estimator will say so)
+                return [label, entry, None]
+        return [label, type(entry).__qualname__, repr(sorted(entry.get_params(deep=False).items()))]
+
+    return {"pzkit": __version__, "estimators": [describe(e) for e in estimators],
+            "dataset": code(dataset) if callable(dataset) else str(dataset), "n": n, "params": params or {},
+            "subsets": {k: code(v) for k, v in sorted(subsets.items())},
+            "transforms": {k: {i: code(f) for i, f in v.items()} for k, v in (input_transforms or {}).items()},
+            "evaluate": {k: code(v) if callable(v) else v for k, v in evaluate_kwargs.items()}}
 
 
 def run_study(estimators, dataset, seeds=(0,), n=None, params=None, subsets=None, control=None,
@@ -67,7 +87,9 @@ def run_study(estimators, dataset, seeds=(0,), n=None, params=None, subsets=None
         A dataset name (``sims:<preset>`` is regenerated with each seed, ``n`` objects), or a function of the
         seed, e.g. a preset with overrides: ``lambda seed: sims_dataset(make(preset, n, seed, **overrides))``.
     seeds : iterable of int
-        One realisation, split and training seed each.
+        The ``random_state`` of each run: the realisation of a ``sims:<preset>`` name or of a ``dataset``
+        function, the subsampling, the SOM and every estimator named by entry point (a built estimator keeps
+        its own ``random_state``; a :class:`~pzkit.datasets.Dataset` object is the same for every seed).
     subsets : dict name -> callable(test table) -> boolean mask, optional
         Parts of the test split to score separately; ``"all"`` is always there.
     partial_dir : str, optional
@@ -92,15 +114,23 @@ def run_study(estimators, dataset, seeds=(0,), n=None, params=None, subsets=None
     import json
     import os
 
+    from .exceptions import OutputError
     from .harness import write_json
 
-    key = _study_key(estimators, dataset, n, params, subsets, input_transforms, evaluate_kwargs)
+    import hashlib
+
+    spec = json.loads(json.dumps(_study_spec(estimators, dataset, n, params, subsets, input_transforms,
+                                             evaluate_kwargs), sort_keys=True, default=repr))
+    key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
     per_seed = []
     for seed in seeds:
         partial = None if partial_dir is None else os.path.join(partial_dir, f"study_{key}_seed{int(seed)}.json")
         if partial is not None and os.path.exists(partial):
             with open(partial) as fh:
-                per_seed.append(json.load(fh))
+                saved = json.load(fh)
+            if saved.get("spec") != spec:
+                raise OutputError(f"partial file {partial} belongs to another study configuration; move it away")
+            per_seed.append(saved["result"])
             continue
         data = dataset(int(seed)) if callable(dataset) else dataset
         report = evaluate(estimators, dataset=data, params=params, random_state=int(seed), n=n,
@@ -115,8 +145,8 @@ def run_study(estimators, dataset, seeds=(0,), n=None, params=None, subsets=None
         results = [{k: r[k] for k in kept if k in r} for r in report.results]
         per_seed.append({"seed": int(seed), "dataset": report.meta["dataset"], "results": results,
                          "subsets": scored, "failed": failed})
-        if partial is not None:
-            write_json(partial, per_seed[-1])
+        if partial is not None and not failed:  # a failed estimator is retried when the study runs again
+            write_json(partial, {"spec": spec, "result": per_seed[-1]})
     labels = list(dict.fromkeys(label for s in per_seed for label in s["subsets"]))
     summary = {label: {name: {metric: mean_sem([(s["subsets"].get(label, {}).get(name) or {}).get(metric)
                                                 for s in per_seed])

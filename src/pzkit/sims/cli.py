@@ -82,7 +82,8 @@ def add_subparser(subparsers):
     sub = p.add_subparsers(dest="sims_command", required=True)
 
     m = sub.add_parser("make", help="generate a preset and write catalog (+ narrow bands, images)")
-    m.add_argument("preset", help="lsst_like, sdss_like, cosmos_paus, hsc_udf or candels_like")
+    m.add_argument("preset", help="lsst_like, sdss_like, cosmos_paus, hsc_udf, candels_like or deep_wide "
+                   "(`pzkit sims list`)")
     m.add_argument("--n", type=int, required=True, help="number of galaxies over all splits")
     m.add_argument("--out", "-o", required=True,
                    help="output: .hdf5 (groups photometry, narrow_bands) or .parquet; images -> <stem>_images.hdf5")
