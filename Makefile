@@ -21,7 +21,7 @@ setup: $(STAMP)
 bench: $(STAMP)
 	$(VENV)/bin/pzkit bench --dataset dc2 --out reports/dc2
 
-# all seven methods + train_z on one mock survey that carries every input (about 11 min on 2 cores)
+# all seven methods + train_z on one mock survey that carries every input (11–17 min on 2 cores)
 bench-sims: $(STAMP)
 	$(VENV)/bin/pzkit bench --dataset sims:deep_wide --out reports/sims_deep_wide
 
