@@ -5,7 +5,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
 from . import pdf as _pdf
-from .exceptions import InputError, InputTypeError, NotFittedError
+from .exceptions import InputError, InputTypeError, NotFittedError, PzkitDeprecationWarning
 from .grid import check_grid
 
 POINT_ESTIMATES = {"mode": "zmode", "median": "zmedian", "mean": "zmean"}
@@ -123,7 +123,7 @@ class PhotoZEstimator(RegressorMixin, BaseEstimator):
 
             warnings.warn(f"{cls.__name__}: {', '.join(legacy)} are replaced by tags; set "
                           f"_tags = {{{', '.join(repr(t) + ': ...' for t in legacy.values())}}} instead",
-                          DeprecationWarning, stacklevel=2)
+                          PzkitDeprecationWarning, stacklevel=2)
             tags = dict(cls.__dict__.get("_tags", {}))
             for attr, tag in legacy.items():
                 tags.setdefault(tag, cls.__dict__[attr])

@@ -48,6 +48,10 @@ class PzkitWarning(UserWarning):
     """Base class of pzkit's warnings."""
 
 
+class PzkitDeprecationWarning(PzkitWarning, DeprecationWarning):
+    """A pzkit interface that still works but will go away; the message says what replaces it."""
+
+
 class PluginImportWarning(PzkitWarning):
     """A registered plugin failed to import; the other plugins stay usable."""
 
