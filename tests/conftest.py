@@ -25,18 +25,19 @@ def rng():
 @pytest.fixture
 def interrupted_then_resumed(tmp_path, monkeypatch):
     """``run(estimator, data, kill_at, attr)``: fit once cleanly; fit again with a ``checkpoint_dir`` and a
-    KeyboardInterrupt raised right after the ``kill_at``-th ``LoopCheckpoint.save``; fit a third time with the
-    same directory (resuming). Asserts the interrupted fit raised and that the resumed network(s) in ``attr``
-    hold exactly the uninterrupted weights and give the same predictions; returns (reference, resumed)."""
+    KeyboardInterrupt raised right after the ``kill_at``-th epoch checkpoint is written; fit a third time with
+    the same directory (resuming). Asserts the interrupted fit raised and that the resumed networks
+    (``modules_``) hold exactly the uninterrupted weights and give the same predictions; returns
+    (reference, resumed)."""
     import numpy as np
     import torch
     from sklearn.base import clone
 
-    from pzkit.nn import images
+    from pzkit.nn import engine
 
-    def run(estimator, data, kill_at, attr):
+    def run(estimator, data, kill_at):
         reference = clone(estimator).fit(data.X_train, data.y_train, **data.fit_params)
-        original = images.LoopCheckpoint.save
+        original = engine.ResumableCheckpoint.on_epoch_end
         calls = {"n": 0}
 
         def dying_save(self, *args, **kwargs):
@@ -46,13 +47,13 @@ def interrupted_then_resumed(tmp_path, monkeypatch):
                 raise KeyboardInterrupt
 
         resumable = clone(estimator).set_params(checkpoint_dir=str(tmp_path / "ckpt"))
-        monkeypatch.setattr(images.LoopCheckpoint, "save", dying_save)
+        monkeypatch.setattr(engine.ResumableCheckpoint, "on_epoch_end", dying_save)
         with pytest.raises(KeyboardInterrupt):
             clone(resumable).fit(data.X_train, data.y_train, **data.fit_params)
-        monkeypatch.setattr(images.LoopCheckpoint, "save", original)
+        monkeypatch.setattr(engine.ResumableCheckpoint, "on_epoch_end", original)
         resumed = clone(resumable).fit(data.X_train, data.y_train, **data.fit_params)
-        nets = lambda est: getattr(est, attr) if isinstance(getattr(est, attr), list) else [getattr(est, attr)]  # noqa: E731
-        for got, want in zip(nets(resumed), nets(reference)):
+        assert len(resumed.modules_) == len(reference.modules_)
+        for got, want in zip(resumed.modules_, reference.modules_):
             for (name, a), b in zip(got.state_dict().items(), want.state_dict().values()):
                 assert torch.equal(a, b), f"weight {name} differs after resuming"
         np.testing.assert_array_equal(resumed.predict(data.X_test, **data.predict_params),

@@ -6,7 +6,7 @@ import pytest
 torch = pytest.importorskip("torch", reason="SKIPPED: torch not installed (extra 'torch')")
 
 from pzkit.exceptions import InputError  # noqa: E402
-from pzkit.nn import class_weights, grid_bins, seed_everything, select_device, soft_labels, z_to_bin  # noqa: E402
+from pzkit.nn import class_weights, grid_bins, local_random_state, select_device, soft_labels, z_to_bin  # noqa: E402
 
 
 def test_z_to_bin_floor_convention_and_last_edge():
@@ -44,11 +44,17 @@ def test_device_selection():
             select_device("cuda")
 
 
-def test_seeding_reproduces_torch_draws():
-    seed_everything(5)
-    a = torch.rand(3)
-    seed_everything(5)
-    assert torch.equal(a, torch.rand(3))
+def test_local_random_state_reproduces_draws_and_restores_global_states():
+    import random
+
+    before = (random.getstate(), np.random.get_state()[1].copy(), torch.get_rng_state())
+    with local_random_state(5):
+        a = torch.rand(3)
+    with local_random_state(5):
+        assert torch.equal(a, torch.rand(3))
+    assert random.getstate() == before[0]
+    np.testing.assert_array_equal(np.random.get_state()[1], before[1])
+    assert torch.equal(torch.get_rng_state(), before[2])
 
 
 def test_weights_are_saved_without_pickle(tmp_path):
@@ -101,11 +107,11 @@ class _InterruptAt(Exception):
 def test_interrupted_fit_raises_and_resumes_bit_identically(tmp_path, monkeypatch):
     """A fit interrupted after epoch 3 raises (no silently under-trained model); refitting resumes from the
     checkpoint and gives exactly the weights of an uninterrupted fit (optimizer, LR schedule and RNG restored)."""
-    from pzkit.nn import estimator as est_mod
+    from pzkit.nn import engine
 
     X, z = _toy()
     reference = _tiny_net().fit(X, z)
-    original = est_mod._EpochCheckpoint.on_epoch_end
+    original = engine.ResumableCheckpoint.on_epoch_end
     calls = {"n": 0}
 
     def interrupting(self, net, **kwargs):
@@ -114,13 +120,14 @@ def test_interrupted_fit_raises_and_resumes_bit_identically(tmp_path, monkeypatc
         if calls["n"] == 3:
             raise KeyboardInterrupt  # what Ctrl-C looks like inside skorch's loop
 
-    monkeypatch.setattr(est_mod._EpochCheckpoint, "on_epoch_end", interrupting)
+    monkeypatch.setattr(engine.ResumableCheckpoint, "on_epoch_end", interrupting)
     with pytest.raises(KeyboardInterrupt, match="interrupted after 3 of 6 epochs"):
         _tiny_net(checkpoint_dir=str(tmp_path)).fit(X, z)
-    monkeypatch.setattr(est_mod._EpochCheckpoint, "on_epoch_end", original)
+    monkeypatch.setattr(engine.ResumableCheckpoint, "on_epoch_end", original)
     resumed = _tiny_net(checkpoint_dir=str(tmp_path)).fit(X, z)
-    assert len(resumed.loss_history_[0]) == 6
-    np.testing.assert_array_equal(resumed.loss_history_[0], reference.loss_history_[0])
+    assert len(resumed.history_[0]) == 6
+    np.testing.assert_array_equal([r["train_loss"] for r in resumed.history_[0]],
+                                  [r["train_loss"] for r in reference.history_[0]])
     np.testing.assert_array_equal(resumed.predict(X), reference.predict(X))
     for a, b in zip(resumed.modules_[0].state_dict().values(), reference.modules_[0].state_dict().values()):
         assert torch.equal(a, b)
@@ -133,7 +140,7 @@ def test_checkpoint_from_other_parameters_is_ignored_with_a_warning(tmp_path):
     _tiny_net(max_epochs=2, checkpoint_dir=str(tmp_path)).fit(X, z)
     with pytest.warns(PzkitWarning, match="other parameters or data"):
         fresh = _tiny_net(max_epochs=2, lr=2e-3, checkpoint_dir=str(tmp_path)).fit(X, z)
-    assert len(fresh.loss_history_[0]) == 2
+    assert len(fresh.history_[0]) == 2
 
 
 def test_bf16_mixed_precision_trains_and_infers_in_float64():

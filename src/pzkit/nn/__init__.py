@@ -1,35 +1,25 @@
-"""Shared torch pieces for pzkit's neural plugins (importing this module imports torch).
+"""pzkit's torch side (importing this module imports torch): one training engine for every torch plugin.
 
-Written once here and reused by every torch plugin (baseline_nn, mtl_nb, the image CNNs):
-
-* :func:`select_device` – CUDA when present, CPU otherwise (or what the user asks for);
-* :func:`seed_everything` – one seed for numpy and torch, so a fit is reproducible on CPU;
-* redshift-bin utilities – :func:`grid_bins`, :func:`z_to_bin`, :func:`soft_labels`, :func:`class_weights`;
-* modules – :class:`MLP` trunk and :class:`RedshiftBinHead` (logits over the grid's bins);
-* :class:`TorchPhotoZEstimator` – the skorch-based estimator base class: standardisation, training of
-  ``n_members`` networks with skorch, PDF = averaged softmax on the grid bins (``qp.hist``), and persistence of
-  the weights as plain arrays (no pickle).
+* :mod:`pzkit.nn.engine` — :class:`NeuralPhotoZEstimator` (the base of all five torch plugins), the skorch net
+  :class:`TrainingNet` and the callbacks (learning-rate schedule, resumable checkpoint, progress, thread budget);
+* :class:`TorchPhotoZEstimator` — the engine's base for networks on feature tables (baseline_nn, mtl_nb);
+* :mod:`pzkit.nn.images` — :class:`~pzkit.nn.images.ImagePhotoZEstimator`, the base for image CNNs;
+* :mod:`pzkit.nn.core` — device choice, redshift-bin utilities, :class:`MLP` and :class:`RedshiftBinHead`.
 """
 
-from .core import (
-    MLP,
-    RedshiftBinHead,
-    class_weights,
-    grid_bins,
-    seed_everything,
-    select_device,
-    soft_labels,
-    z_to_bin,
-)
+from .core import MLP, RedshiftBinHead, class_weights, grid_bins, select_device, soft_labels, z_to_bin
+from .engine import NeuralPhotoZEstimator, TrainingNet, local_random_state
 from .estimator import TorchPhotoZEstimator
 
 __all__ = [
     "MLP",
+    "NeuralPhotoZEstimator",
     "RedshiftBinHead",
     "TorchPhotoZEstimator",
+    "TrainingNet",
     "class_weights",
     "grid_bins",
-    "seed_everything",
+    "local_random_state",
     "select_device",
     "soft_labels",
     "z_to_bin",

@@ -1,6 +1,4 @@
-"""Device, seeding, redshift-bin utilities and small modules shared by the torch plugins."""
-
-import random
+"""Device choice, redshift-bin utilities and small modules shared by the torch plugins."""
 
 import numpy as np
 import torch
@@ -16,15 +14,6 @@ def select_device(device="auto"):
     if str(device).startswith("cuda") and not torch.cuda.is_available():
         raise InputError(f"device={device!r} was requested but no CUDA device is available")
     return str(device)
-
-
-def seed_everything(seed):
-    """Seed python, numpy and torch (CPU and CUDA) from one integer; returns a seeded ``torch.Generator``."""
-    seed = int(seed) % (2**32)
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    return torch.Generator().manual_seed(seed)
 
 
 def grid_bins(zgrid):

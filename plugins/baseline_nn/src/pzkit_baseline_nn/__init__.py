@@ -45,13 +45,14 @@ class BaselineNN(TorchPhotoZEstimator):
     def __init__(self, hidden=(300, 500, 1000, 500, 300), dropout=0.02, zmin=0.0, zmax=3.0, nzbins=301,
                  point_estimate="mode", random_state=None, max_epochs=100, batch_size=512, lr=1e-3, lr_step=25,
                  lr_gamma=0.1, n_members=1, standardize=True, early_stopping=False, valid_fraction=0.1,
-                 patience=10, device="auto", precision="float32", checkpoint_dir=None, verbose=0):
+                 patience=10, device="auto", precision="float32", n_threads="auto", callbacks=None,
+                 checkpoint_dir=None, verbose=0):
         super().__init__(zmin=zmin, zmax=zmax, nzbins=nzbins, point_estimate=point_estimate,
                          random_state=random_state, max_epochs=max_epochs, batch_size=batch_size, lr=lr,
                          lr_step=lr_step, lr_gamma=lr_gamma, n_members=n_members, standardize=standardize,
                          early_stopping=early_stopping, valid_fraction=valid_fraction, patience=patience,
-                         device=device, precision=precision, checkpoint_dir=checkpoint_dir,
-                         verbose=verbose)
+                         device=device, precision=precision, n_threads=n_threads, callbacks=callbacks,
+                         checkpoint_dir=checkpoint_dir, verbose=verbose)
         self.hidden = hidden
         self.dropout = dropout
 

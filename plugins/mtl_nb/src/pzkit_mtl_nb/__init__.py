@@ -4,11 +4,11 @@ import warnings
 
 import numpy as np
 import torch
-from skorch import NeuralNet
 from torch import nn
 
 from pzkit.exceptions import InputError, PzkitWarning
 from pzkit.nn import MLP, RedshiftBinHead, TorchPhotoZEstimator, z_to_bin
+from pzkit.nn.engine import TrainingNet
 
 __all__ = ["MTLNarrowBand"]
 __version__ = "0.1.0"
@@ -33,7 +33,7 @@ class _TwoHeads(nn.Module):
         return logits, self.nb_head(h)
 
 
-class _MTLNet(NeuralNet):
+class _MTLNet(TrainingNet):
     """skorch net with the paper's joint loss (Eq. 3).
 
     ``y`` packs, per object, the redshift-bin index (−1 = no redshift label) followed by the narrow-band colour
@@ -42,8 +42,8 @@ class _MTLNet(NeuralNet):
     the narrow-band head and missing narrow bands are masked, never imputed.
     """
 
-    def __init__(self, *args, nb_weight=1.0, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, module, *args, nb_weight=1.0, **kwargs):
+        super().__init__(module, *args, **kwargs)
         self.nb_weight = nb_weight
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
@@ -116,13 +116,13 @@ class MTLNarrowBand(TorchPhotoZEstimator):
                  dropout=0.02, zmin=0.0, zmax=3.0, nzbins=301, point_estimate="mode", random_state=None,
                  max_epochs=100, batch_size=512, lr=1e-3, lr_step=25, lr_gamma=0.1, n_members=1, standardize=True,
                  early_stopping=False, valid_fraction=0.1, patience=10, device="auto", precision="float32",
-                 checkpoint_dir=None, verbose=0):
+                 n_threads="auto", callbacks=None, checkpoint_dir=None, verbose=0):
         super().__init__(zmin=zmin, zmax=zmax, nzbins=nzbins, point_estimate=point_estimate,
                          random_state=random_state, max_epochs=max_epochs, batch_size=batch_size, lr=lr,
                          lr_step=lr_step, lr_gamma=lr_gamma, n_members=n_members, standardize=standardize,
                          early_stopping=early_stopping, valid_fraction=valid_fraction, patience=patience,
-                         device=device, precision=precision, checkpoint_dir=checkpoint_dir,
-                         verbose=verbose)
+                         device=device, precision=precision, n_threads=n_threads, callbacks=callbacks,
+                         checkpoint_dir=checkpoint_dir, verbose=verbose)
         self.variant = variant
         self.nb_weight = nb_weight
         self.nb_kind = nb_kind
@@ -211,13 +211,10 @@ class MTLNarrowBand(TorchPhotoZEstimator):
 
     # ------------------------------------------------------------------ network
     def _net_class(self):
-        weight = self.nb_weight
+        return _MTLNet
 
-        class Net(_MTLNet):
-            def __init__(self, *args, **kwargs):
-                super().__init__(*args, nb_weight=weight, **kwargs)
-
-        return Net
+    def _net_params(self):
+        return {"nb_weight": self.nb_weight}
 
     def _build_module(self, n_features, n_bins):
         return _TwoHeads(n_features, self.hidden, self.dropout, n_bins, getattr(self, "n_nb_targets_", 0))
