@@ -160,7 +160,7 @@ def run_seed(seed, args, net, results, out_path):
         fit_s = time.time() - t1
         metrics, zp = evaluate(est, Xs_all[val], zs_all[val], Xt[keep], zt[keep], mt[keep], seed)
         metrics["fit_s"] = round(fit_s, 1)
-        metrics["final_disc_acc"] = (float(est.history_["disc_acc"][0, -1])
+        metrics["final_disc_acc"] = (float(est.history_[0][-1]["disc_acc"])
                                      if est.adversarial_used_ else None)
         if len(lab):
             lo, hi = zt[lab].min(), zt[lab].max()

@@ -185,9 +185,9 @@ def test_options_fit_and_expose_pdfw(toy, options):
     assert est.point_estimate == "median"
     assert np.allclose(est.predict(Xt[:10]), ens.ancil["zmedian"])
     assert est.adversarial_used_ is (options.get("adversarial", True))
-    assert np.isfinite(est.history_["loss_z"]).all()
+    assert np.isfinite([row["loss_z"] for row in est.history_[0]]).all()
     if est.adversarial_used_:
-        assert np.isfinite(est.history_["loss_d"]).all()
+        assert np.isfinite([row["loss_d"] for row in est.history_[0]]).all()
     assert est.graft_features(X[:5]).shape[0] == 5
 
 
@@ -195,12 +195,12 @@ def test_ensemble_averages_members_and_survives_save_load(toy, tmp_path):
     X, z, mag, Xt, mt = toy
     est = pzkit.make_estimator("adversarial_da", **dict(TINY, n_members=2))
     est.fit(X, z, X_target=Xt, mag_source=mag, mag_target=mt)
-    assert len(est.nets_) == 2
+    assert len(est.modules_) == 2
     members = []
-    for net in est.nets_:
-        est.nets_, keep = [net], est.nets_
+    for net in est.modules_:
+        est.modules_, keep = [net], est.modules_
         members.append(est._probabilities(Xt[:7]))
-        est.nets_ = keep
+        est.modules_ = keep
     assert np.allclose(est._probabilities(Xt[:7]), np.mean(members, axis=0), atol=1e-6)
     path = tmp_path / "ada.pzk"
     pzkit.save(est, path)
@@ -238,4 +238,4 @@ def test_bad_inputs_name_the_argument(toy):
 def test_interrupted_fit_resumes_from_checkpoint_bit_identically(interrupted_then_resumed):
     """Killed after epoch 2 of 4, then rerun with the same checkpoint_dir: the weights of one clean fit."""
     est = ada.AdversarialDA._conformance_instance().set_params(max_epochs=4, random_state=5)
-    interrupted_then_resumed(est, est._conformance_data(0), kill_at=2, attr="nets_")
+    interrupted_then_resumed(est, est._conformance_data(0), kill_at=2)

@@ -1,21 +1,15 @@
-"""Shared pieces of pzkit's image (CNN) plugins: input validation, side-input checks, augmentation, a small
-convolutional encoder, fixed-shape batched inference and training-loop helpers.
+"""Shared pieces of pzkit's image (CNN) plugins: the estimator base, input validation, side-input checks,
+augmentation, a small convolutional encoder and fixed-shape batched inference.
 
-Written once here for ``bias_cnn``, ``adversarial_da`` and ``pita``.
+Written once here for ``bias_cnn``, ``adversarial_da`` and ``pita``; training is :mod:`pzkit.nn.engine`'s.
 """
-
-import hashlib
-import json
-import os
-import sys
-import warnings
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..base import PhotoZEstimator
-from ..exceptions import InputError, InputTypeError, NotFittedError, PzkitWarning
+from ..exceptions import InputError, InputTypeError, NotFittedError
+from .engine import NeuralPhotoZEstimator
 
 #: Rows per forward pass at inference. Every pass sees exactly this many rows (the last one zero-padded), so
 #: the kernels and their floating-point reductions are the same whatever the caller's chunking: estimating in
@@ -30,14 +24,15 @@ def check_images(X, name="X", n_bands=None, image_shape=None, min_size=1):
     ``n_bands`` / ``image_shape`` (height, width), when given, are what the estimator was fitted on.
     """
     if hasattr(X, "to_numpy") and not isinstance(X, np.ndarray):
-        raise InputTypeError(f"{name} must be an image array (n_objects, n_bands, height, width), "
-                             f"not a {type(X).__name__}")
+        X = X.to_numpy()
     try:
         arr = np.asarray(X)
     except Exception as exc:  # ragged nested lists and the like
         raise InputTypeError(f"{name} cannot be read as an image array: {exc}") from exc
     if arr.dtype.kind not in "fiub":
         raise InputTypeError(f"{name} must hold numeric pixels, got dtype {arr.dtype}")
+    if arr.ndim == 2:  # a feature table: d-band 1×1 stamps
+        arr = arr[:, :, None, None]
     if arr.ndim != 4:
         raise InputError(f"{name} must be a 4-D image array (n_objects, n_bands, height, width); "
                          f"got {arr.ndim}-D with shape {arr.shape}")
@@ -96,13 +91,15 @@ def check_per_object(value, name, n_rows, n_cols=None, allow_nan=False, dtype=np
     return arr
 
 
-class ImagePhotoZEstimator(PhotoZEstimator):
+class ImagePhotoZEstimator(NeuralPhotoZEstimator):
     """Base class of the image plugins: ``X`` is an image array (n, bands, height, width), not a feature table.
 
     Validation (4-D, numeric, finite pixels, band count and stamp size equal to the fitted ones, a minimum
-    stamp size ``_min_image_size``) replaces the tabular one; everything else (labels, grid, qp output,
-    ancil, ``score``, persistence) is :class:`pzkit.PhotoZEstimator`'s. After ``fit``: ``n_bands_in_``,
-    ``image_shape_`` and ``n_features_in_`` (= number of bands, for scikit-learn's bookkeeping).
+    stamp size ``_min_image_size``) replaces the tabular one. A 2-D table (n, d) is read as d-band 1×1 stamps
+    (pre-computed features as images), which is also how scikit-learn's estimator checks exercise these
+    estimators. Everything else (labels, grid, qp output, ancil, ``score``, training, persistence) is
+    :class:`~pzkit.nn.engine.NeuralPhotoZEstimator`'s. After ``fit``: ``n_bands_in_``, ``image_shape_`` and
+    ``n_features_in_`` (= number of bands, for scikit-learn's bookkeeping).
     """
 
     #: smallest accepted stamp side in pixels (e.g. a crop size)
@@ -122,41 +119,6 @@ class ImagePhotoZEstimator(PhotoZEstimator):
             self.image_shape_ = tuple(int(s) for s in X.shape[2:])
             self.n_features_in_ = X.shape[1]
         return X, None
-
-    # ------------------------------------------------------------------ persistence without pickle
-    #: name of the attribute holding the fitted network (a module, or a list of modules for ensembles)
-    _torch_state_attr = None
-
-    def _new_module(self):
-        """An untrained network of the fitted architecture, into which saved weights are loaded."""
-        raise NotImplementedError(f"{type(self).__name__} must implement _new_module() to be saved")
-
-    def __getstate__(self):
-        # model files hold the weights as plain arrays: pzkit.load never unpickles torch objects
-        attr = self._torch_state_attr
-        state = {k: v for k, v in self.__dict__.items() if k != attr}
-        if attr is not None and attr in self.__dict__:
-            nets = self.__dict__[attr]
-            state["_torch_weights"] = ([module_state(m) for m in nets] if isinstance(nets, list)
-                                       else module_state(nets))
-        return state
-
-    def __setstate__(self, state):
-        state = dict(state)
-        weights = state.pop("_torch_weights", None)
-        self.__dict__.update(state)
-        if weights is not None:
-            nets = ([load_module_state(self._new_module(), w) for w in weights] if isinstance(weights, list)
-                    else load_module_state(self._new_module(), weights))
-            self.__dict__[self._torch_state_attr] = nets
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.non_deterministic = False
-        # scikit-learn's estimator checks feed 2-D tables; an image estimator cannot take them
-        tags.input_tags.two_d_array = False
-        tags.input_tags.three_d_array = False
-        return tags
 
 
 # ---------------------------------------------------------------------------------------------- augmentation
@@ -227,118 +189,3 @@ def fixed_batch_forward(fn, arrays, batch_size=INFERENCE_BATCH, device="cpu"):
             outs.append([r[: stop - start].detach().cpu().double().numpy() for r in res])
     cols = [np.concatenate([o[i] for o in outs]) for i in range(len(outs[0]))]
     return cols[0] if len(cols) == 1 else tuple(cols)
-
-
-def minibatches(n, batch_size, rng, drop_last=False):
-    """Shuffled index arrays covering ``range(n)`` once (an epoch), drawn from the numpy Generator ``rng``."""
-    order = rng.permutation(n)
-    stop = n - (n % batch_size) if drop_last and n >= batch_size else n
-    for start in range(0, stop, batch_size):
-        yield order[start:start + batch_size]
-
-
-def progress(total, desc, verbose, unit="epoch"):
-    """A tqdm bar on stderr when ``verbose``, else a no-op object with the same ``update``/``set_postfix``/``close``."""
-    if verbose:
-        from tqdm.auto import tqdm
-
-        return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, leave=False)
-
-    class _Silent:
-        def update(self, *a, **k):
-            pass
-
-        def set_postfix(self, *a, **k):
-            pass
-
-        def close(self):
-            pass
-
-    return _Silent()
-
-
-def module_state(module):
-    """A module's weights as plain numpy arrays (what model files store: no pickle of torch objects)."""
-    return {k: t.detach().cpu().numpy().copy() for k, t in module.state_dict().items()}
-
-
-def load_module_state(module, state):
-    """Load :func:`module_state`'s arrays back into ``module``; returns it in eval mode on the CPU."""
-    module.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in state.items()})
-    return module.to("cpu").eval()
-
-
-# ---------------------------------------------------------------------------------------------- checkpoints
-def fit_fingerprint(estimator, *arrays, exclude=("verbose", "checkpoint_dir")):
-    """Hash of an estimator's parameters and its training arrays: a checkpoint resumes only the fit that wrote it."""
-    h = hashlib.sha256()
-    params = {k: v for k, v in estimator.get_params(deep=False).items() if k not in exclude}
-    h.update(repr(sorted(params.items())).encode())
-    for a in arrays:
-        if a is not None:
-            h.update(np.ascontiguousarray(a).tobytes())
-    return h.hexdigest()
-
-
-class LoopCheckpoint:
-    """Checkpoint of a hand-written training loop, for resuming a fit bit-identically after an interruption.
-
-    ``save`` stores the modules' and optimizers' states, the loop's own counters/history (plain Python
-    values), and every random state the loop draws from (torch's global RNG, a ``torch.Generator``, a numpy
-    ``Generator``) with ``torch.save``; ``load`` reads it back with ``weights_only=True`` (no code can run) only
-    if the fingerprint matches, else warns and starts over. Files are written under a temporary name and
-    renamed, so a kill leaves the previous or the new checkpoint, never half of one.
-    """
-
-    def __init__(self, directory, name, fingerprint):
-        self.path = None if directory is None else os.path.join(directory, f"{name}.pt")
-        self.fingerprint = fingerprint
-
-    def save(self, modules, optimizers, generator, rng, tensors=None, **loop_state):
-        """``modules``/``optimizers``: dicts of objects with ``state_dict`` (schedulers count as optimizers);
-        ``tensors``: other state as tensors (e.g. a queue); ``loop_state``: JSON-able counters and history."""
-        if self.path is None:
-            return
-        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-        state = {
-            "fingerprint": self.fingerprint,
-            "modules": {k: m.state_dict() for k, m in modules.items() if m is not None},
-            "optimizers": {k: o.state_dict() for k, o in optimizers.items() if o is not None},
-            "torch_rng": torch.get_rng_state(),
-            "generator": generator.get_state() if generator is not None else None,
-            # PCG64's state holds 128-bit integers, which weights_only loading does not take: keep it as JSON
-            "numpy_rng": json.dumps(rng.bit_generator.state) if rng is not None else None,
-            "loop": json.dumps(loop_state, default=float),
-            "tensors": dict(tensors or {}),
-        }
-        tmp = f"{self.path}.tmp"
-        torch.save(state, tmp)
-        os.replace(tmp, self.path)
-
-    def load(self, modules, optimizers, generator, rng):
-        """Restore a matching checkpoint into the given objects; return the saved loop state (with the saved
-        ``tensors`` under the key ``"tensors"``), or None."""
-        if self.path is None or not os.path.exists(self.path):
-            return None
-        try:
-            state = torch.load(self.path, weights_only=True)
-        except Exception as exc:
-            raise InputError(f"checkpoint {self.path!r} cannot be read ({exc}); delete it to start over") from exc
-        if state.get("fingerprint") != self.fingerprint:
-            warnings.warn(f"checkpoint {self.path!r} was written by a fit with other parameters or data; it is "
-                          "ignored and overwritten", PzkitWarning, stacklevel=3)
-            return None
-        for k, m in modules.items():
-            if m is not None:
-                m.load_state_dict(state["modules"][k])
-        for k, o in optimizers.items():
-            if o is not None:
-                o.load_state_dict(state["optimizers"][k])
-        torch.set_rng_state(state["torch_rng"])
-        if generator is not None:
-            generator.set_state(state["generator"])
-        if rng is not None:
-            rng.bit_generator.state = json.loads(state["numpy_rng"])
-        loop = json.loads(state["loop"])
-        loop["tensors"] = state.get("tensors", {})
-        return loop

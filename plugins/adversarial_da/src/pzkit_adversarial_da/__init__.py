@@ -6,6 +6,7 @@ its trunk, trained with the inverted-label ("confusion") loss, with magnitude-ma
 optional "same field or not" pair discriminator.
 """
 
+import functools
 import math
 import warnings
 
@@ -15,16 +16,13 @@ from torch import nn
 from torch.nn import functional as F
 
 from pzkit.exceptions import InputError, PzkitWarning
-from pzkit.nn.core import MLP, grid_bins, seed_everything, select_device, z_to_bin
+from pzkit.nn.core import MLP, grid_bins, z_to_bin
+from pzkit.nn.engine import RowIndex, TrainingNet
 from pzkit.nn.images import (
     ImagePhotoZEstimator,
-    LoopCheckpoint,
     check_images,
     check_per_object,
-    fit_fingerprint,
     fixed_batch_forward,
-    minibatches,
-    progress,
     random_dihedral,
 )
 
@@ -202,6 +200,73 @@ def adversarial_step(net, disc, optimizer, xs, bins, xt=None, *, loss="inverted"
     return out
 
 
+# ---------------------------------------------------------------------------------------------- the skorch net
+class AdversarialNet(TrainingNet):
+    """The engine's net with the two-player update as its ``train_step`` (see :func:`adversarial_step`).
+
+    Batches are row numbers of the source stamps (a shuffled pass per epoch, last incomplete batch dropped);
+    ``train_step`` draws each row's magnitude-matched target (and pair partners) from ``rng_`` and augments
+    with ``generator_``. ``discriminator`` (a callable returning the adversary module, or None) is built in
+    ``initialize_module`` as ``discriminator_``, so it is optimised, checkpointed and moved to the device with the
+    main network.
+    """
+
+    def __init__(self, module, *args, discriminator=None, data=None, adversarial_loss="inverted",
+                 adversarial_weight=1.0, pair=False, augment=True, normalise=None, **kwargs):
+        super().__init__(module, *args, **kwargs)
+        self.discriminator = discriminator
+        self.data = data
+        self.adversarial_loss = adversarial_loss
+        self.adversarial_weight = adversarial_weight
+        self.pair = pair
+        self.augment = augment
+        self.normalise = normalise
+
+    def initialize_module(self):
+        super().initialize_module()
+        if self.discriminator is not None:
+            self.discriminator_ = self.discriminator()
+        return self
+
+    def _prep(self, arr, idx):
+        xb = self.normalise(torch.from_numpy(arr[idx]).to(self.device))
+        return random_dihedral(xb.cpu(), self.generator_).to(self.device) if self.augment else xb
+
+    def train_step(self, batch, **fit_params):
+        self._set_training(True)
+        d, rng = self.data, self.rng_
+        idx = batch[0].numpy()
+        xs = self._prep(d["X"], idx)
+        disc = getattr(self, "discriminator_", None)
+        kwargs, xt = {}, None
+        if disc is not None:
+            nn_st, nt = d["nn_st"], d["Xt"].shape[0]
+            t_idx = (nn_st[idx, rng.integers(0, nn_st.shape[1], len(idx))] if nn_st is not None
+                     else rng.integers(0, nt, len(idx)))
+            xt = self._prep(d["Xt"], t_idx)
+            if self.pair:
+                q = len(idx) // 4
+                s_anchor, t_anchor = idx[:q], t_idx[q:2 * q]
+                nn_ss, nn_tt = d["nn_ss"], d["nn_tt"]
+                s_part = (nn_ss[s_anchor, rng.integers(0, nn_ss.shape[1], q)]
+                          if nn_ss is not None and nn_ss.shape[1] > 0 else rng.integers(0, d["X"].shape[0], q))
+                t_part = (nn_tt[t_anchor, rng.integers(0, nn_tt.shape[1], q)]
+                          if nn_tt is not None and nn_tt.shape[1] > 0 else rng.integers(0, nt, q))
+                kwargs["partners"] = (self._prep(d["X"], s_part), self._prep(d["Xt"], t_part))
+            p = self.steps_done_ / max(d["n_steps"] - 1, 1)
+            kwargs["grl_lambda"] = 2.0 / (1.0 + math.exp(-10.0 * p)) - 1.0
+        out = adversarial_step(self.module_, disc, self.optimizer_, xs, torch.from_numpy(d["bins"][idx]).to(self.device),
+                               xt, loss=self.adversarial_loss, weight=self.adversarial_weight,
+                               generator=self.generator_, **kwargs)
+        return {"loss": torch.tensor(out["loss_z"]), "parts": out}
+
+    def on_epoch_end(self, net, **kwargs):
+        super().on_epoch_end(net, **kwargs)
+        if not np.isfinite(self.history[-1, "loss_z"]):
+            warnings.warn("adversarial_da: the redshift loss became non-finite; lower lr", AdversarialDAWarning,
+                          stacklevel=2)
+
+
 # ---------------------------------------------------------------------------------------------- helpers
 def magnitude_neighbours(mag_ref, mag_query, k=30, exclude_self=False, chunk=65536):
     """Indices into ``mag_ref`` of the ``k`` nearest reference magnitudes of each query (n_query, min(k, n_ref)).
@@ -311,9 +376,12 @@ class AdversarialDA(ImagePhotoZEstimator):
                  adversarial=True, adversarial_loss="inverted", adversarial_weight=1.0, discriminator="domain",
                  disc_widths=(156, 156, 128, 128), disc_fc_widths=(256,), magnitude_matching=True,
                  n_neighbors=30, max_epochs=50, batch_size=64, lr=1e-3, weight_decay=0.0, augment=True,
-                 n_members=1, device="auto", checkpoint_dir=None, verbose=0):
+                 n_members=1, device="auto", precision="float32", n_threads="auto", callbacks=None,
+                 checkpoint_dir=None, verbose=0):
         super().__init__(zmin=zmin, zmax=zmax, nzbins=nzbins, point_estimate=point_estimate,
-                         random_state=random_state)
+                         random_state=random_state, max_epochs=max_epochs, batch_size=batch_size, lr=lr,
+                         n_members=n_members, device=device, precision=precision, n_threads=n_threads,
+                         callbacks=callbacks, checkpoint_dir=checkpoint_dir, verbose=verbose)
         self.branch_width = branch_width
         self.trunk_widths = trunk_widths
         self.fc_widths = fc_widths
@@ -326,15 +394,8 @@ class AdversarialDA(ImagePhotoZEstimator):
         self.disc_fc_widths = disc_fc_widths
         self.magnitude_matching = magnitude_matching
         self.n_neighbors = n_neighbors
-        self.max_epochs = max_epochs
-        self.batch_size = batch_size
-        self.lr = lr
         self.weight_decay = weight_decay
         self.augment = augment
-        self.n_members = n_members
-        self.device = device
-        self.checkpoint_dir = checkpoint_dir
-        self.verbose = verbose
 
     # ------------------------------------------------------------------ public API
     def fit(self, X, y, X_target=None, mag_source=None, mag_target=None):
@@ -345,7 +406,7 @@ class AdversarialDA(ImagePhotoZEstimator):
     def graft_features(self, X, member=0):
         """Feature maps at the graft layer, flattened (n, C·H·W): what the adversarial module sees."""
         X, _ = self._validate_X(X, reset=False)
-        net = self.nets_[member]
+        net = self.modules_[member]
         return fixed_batch_forward(lambda xb: net.upstream(self._normalise(xb)).flatten(1), [X])
 
     # ------------------------------------------------------------------ fit
@@ -360,14 +421,9 @@ class AdversarialDA(ImagePhotoZEstimator):
             raise InputError(f"adversarial_loss must be one of {_ADV_LOSSES}, got {self.adversarial_loss!r}")
         if self.discriminator not in _DISCRIMINATORS:
             raise InputError(f"discriminator must be one of {_DISCRIMINATORS}, got {self.discriminator!r}")
-        for name in ("max_epochs", "batch_size", "n_members", "n_neighbors", "branch_width"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or value < 1:
-                raise InputError(f"{name} must be a positive integer, got {value!r}")
+        self._check_engine_params(positive_ints=("n_neighbors", "branch_width"))
         if self.discriminator == "pair" and self.batch_size < 4:
             raise InputError(f"batch_size must be >= 4 with discriminator='pair', got {self.batch_size}")
-        if not (self.lr > 0):
-            raise InputError(f"lr must be > 0, got {self.lr!r}")
 
     def _fit(self, X, y, X_target=None, mag_source=None, mag_target=None):
         self._check_params()
@@ -417,23 +473,31 @@ class AdversarialDA(ImagePhotoZEstimator):
                 nn_ss = magnitude_neighbours(ms, ms, self.n_neighbors, exclude_self=n > 1)
                 nn_tt = magnitude_neighbours(mt, mt, self.n_neighbors, exclude_self=Xt.shape[0] > 1)
 
-        device = select_device(self.device)
-        seeds = rng.integers(0, 2**31 - 1, size=self.n_members)
-        self.nets_, history = [], []
-        bar = progress(self.n_members * self.max_epochs, "adversarial_da" if use_adv else "band-pair CNN",
-                       self.verbose)
-        fingerprint = fit_fingerprint(self, X, bins, Xt, seeds) if self.checkpoint_dir else None
-        try:
-            for m, seed in enumerate(seeds):
-                ckpt = LoopCheckpoint(self.checkpoint_dir, f"member{m}", fingerprint)
-                net, hist = self._fit_member(int(seed), X, bins, Xt, nn_st, nn_ss, nn_tt, use_adv, device, bar,
-                                             ckpt)
-                self.nets_.append(net.to("cpu").eval())
-                history.append(hist)
-        finally:
-            bar.close()
+        bsz = min(int(self.batch_size), n)
+        data = {"X": X, "bins": bins, "Xt": Xt, "nn_st": nn_st, "nn_ss": nn_ss, "nn_tt": nn_tt,
+                "n_steps": int(self.max_epochs) * max(n // bsz, 1)}
+
+        def train_member(member, seed):
+            net = self._build_net()
+            disc = None
+            if use_adv:
+                with torch.no_grad():
+                    shape = tuple(net.upstream(torch.zeros((1,) + X.shape[1:])).shape[1:])
+                if self.discriminator == "pair":
+                    shape = (shape[0], shape[1], 2 * shape[2])
+                disc = functools.partial(Discriminator, shape, tuple(self.disc_widths), tuple(self.disc_fc_widths))
+            trainer = AdversarialNet(
+                net, discriminator=disc, data=data, adversarial_loss=self.adversarial_loss,
+                adversarial_weight=self.adversarial_weight, pair=self.discriminator == "pair", augment=self.augment,
+                normalise=self._normalise, criterion=nn.CrossEntropyLoss, optimizer=torch.optim.Adam, lr=self.lr,
+                optimizer__weight_decay=self.weight_decay, batch_size=bsz, drop_last=True, train_split=None,
+                device=self.device_, precision=self.precision, seed=seed, verbose=0)
+            rows = self._train(trainer, RowIndex(n), phase="adversarial" if use_adv else "source_only",
+                               member=member)
+            return trainer.module_, rows
+
+        self._fit_members(train_member, X, bins, Xt)
         self.adversarial_used_ = use_adv
-        self.history_ = {k: np.array([h[k] for h in history]) for k in history[0]}
         return self
 
     def _build_net(self):
@@ -444,86 +508,11 @@ class AdversarialDA(ImagePhotoZEstimator):
         scale = torch.as_tensor(self.scale_, device=xb.device)[None, :, None, None]
         return torch.asinh(xb / scale)
 
-    def _fit_member(self, seed, X, bins, Xt, nn_st, nn_ss, nn_tt, use_adv, device, bar, ckpt):
-        gen = seed_everything(seed)
-        rng = np.random.default_rng(seed)
-        net = self._build_net().to(device)
-        disc = None
-        groups = [{"params": list(net.parameters()), "name": "main"}]
-        if use_adv:
-            with torch.no_grad():
-                shape = tuple(net.upstream(torch.zeros((1,) + X.shape[1:], device=device)).shape[1:])
-            if self.discriminator == "pair":
-                shape = (shape[0], shape[1], 2 * shape[2])
-            disc = Discriminator(shape, tuple(self.disc_widths), tuple(self.disc_fc_widths)).to(device)
-            groups.append({"params": list(disc.parameters()), "name": "discriminator"})
-        optimizer = torch.optim.Adam(groups, lr=self.lr, weight_decay=self.weight_decay)
-        n, nt = X.shape[0], (0 if Xt is None else Xt.shape[0])
-        bsz = min(self.batch_size, n)
-        n_steps = self.max_epochs * max(n // bsz, 1)
-        hist = {k: [] for k in ("loss_z", "loss_d", "loss_c", "disc_acc")}
-        bins_t = torch.from_numpy(bins)
-        step, start = 0, 0
-        resumed = ckpt.load({"net": net, "disc": disc}, {"optimizer": optimizer}, gen, rng)
-        if resumed is not None:
-            step, start, hist = resumed["step"], resumed["epoch"], resumed["hist"]
-            bar.update(start)
-
-        def prep(arr, idx):
-            xb = self._normalise(torch.from_numpy(arr[idx]).to(device))
-            return random_dihedral(xb.cpu(), gen).to(device) if self.augment else xb
-
-        for epoch in range(start, self.max_epochs):
-            net.train()
-            sums = {}
-            count = 0
-            for idx in minibatches(n, bsz, rng, drop_last=True):
-                xs = prep(X, idx)
-                kwargs = {}
-                xt = None
-                if use_adv:
-                    if nn_st is not None:
-                        t_idx = nn_st[idx, rng.integers(0, nn_st.shape[1], len(idx))]
-                    else:
-                        t_idx = rng.integers(0, nt, len(idx))
-                    xt = prep(Xt, t_idx)
-                    if self.discriminator == "pair":
-                        q = len(idx) // 4
-                        s_anchor, t_anchor = idx[:q], t_idx[q:2 * q]
-                        if nn_ss is not None and nn_ss.shape[1] > 0:
-                            s_part = nn_ss[s_anchor, rng.integers(0, nn_ss.shape[1], q)]
-                        else:
-                            s_part = rng.integers(0, n, q)
-                        if nn_tt is not None and nn_tt.shape[1] > 0:
-                            t_part = nn_tt[t_anchor, rng.integers(0, nn_tt.shape[1], q)]
-                        else:
-                            t_part = rng.integers(0, nt, q)
-                        kwargs["partners"] = (prep(X, s_part), prep(Xt, t_part))
-                    p = step / max(n_steps - 1, 1)
-                    kwargs["grl_lambda"] = 2.0 / (1.0 + math.exp(-10.0 * p)) - 1.0
-                out = adversarial_step(net, disc, optimizer, xs, bins_t[idx].to(device), xt,
-                                       loss=self.adversarial_loss, weight=self.adversarial_weight, generator=gen,
-                                       **kwargs)
-                step += 1
-                count += 1
-                for k, v in out.items():
-                    sums[k] = sums.get(k, 0.0) + v
-            for k in hist:
-                hist[k].append(sums[k] / count if k in sums else np.nan)
-            if not np.isfinite(hist["loss_z"][-1]):
-                warnings.warn("adversarial_da: the redshift loss became non-finite; lower lr",
-                              AdversarialDAWarning, stacklevel=4)
-            bar.update(1)
-            bar.set_postfix({k: f"{v[-1]:.3f}" for k, v in hist.items() if np.isfinite(v[-1])})
-            ckpt.save({"net": net, "disc": disc}, {"optimizer": optimizer}, gen, rng, step=step, epoch=epoch + 1,
-                      hist=hist)
-        return net, hist
-
     # ------------------------------------------------------------------ estimate
     def _probabilities(self, X):
         def forward(xb):
             xb = self._normalise(xb)
-            return torch.stack([torch.softmax(net(xb), dim=1) for net in self.nets_]).mean(0)
+            return torch.stack([torch.softmax(net(xb), dim=1) for net in self.modules_]).mean(0)
 
         return fixed_batch_forward(forward, [X])
 
@@ -535,8 +524,6 @@ class AdversarialDA(ImagePhotoZEstimator):
         return ens
 
     # ------------------------------------------------------------------ persistence
-    _torch_state_attr = "nets_"
-
     def _new_module(self):
         return self._build_net()
 
