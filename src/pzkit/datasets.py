@@ -192,7 +192,7 @@ SIMS_BENCH_PARAMS = {
                  "lr_late": 2e-4, "lr_finetune": 1e-3},
     "adversarial_da": {"max_epochs": 25, "trunk_widths": (16, 16, 32, 32, 48, 48), "branch_width": 8,
                        "disc_widths": (32, 32, 32, 32), "disc_fc_widths": (64,), "fc_widths": (64,)},
-    "pita": {"max_steps": 2000, "pretrain_steps": 0, "crop_size": 24, "batch_size": 64, "queue_size": 4096,
+    "pita": {"max_epochs": 20, "steps_per_epoch": 100, "crop_size": 24, "batch_size": 64, "queue_size": 4096,
              "momentum": 0.99},
     "baseline_nn": {"max_epochs": 60},
     "mtl_nb": {"max_epochs": 60},

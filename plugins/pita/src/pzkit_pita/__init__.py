@@ -5,16 +5,9 @@ import numpy as np
 import torch
 
 from pzkit.exceptions import InputError
-from pzkit.nn import grid_bins, seed_everything, select_device, soft_labels
-from pzkit.nn.images import (
-    ImagePhotoZEstimator,
-    LoopCheckpoint,
-    check_images,
-    check_per_object,
-    fit_fingerprint,
-    fixed_batch_forward,
-    progress,
-)
+from pzkit.nn import grid_bins, select_device, soft_labels
+from pzkit.nn.engine import LearningRateSchedule, RowIndex, TrainingNet, cosine_decay
+from pzkit.nn.images import ImagePhotoZEstimator, check_images, check_per_object, fixed_batch_forward
 
 from .nets import KeyEncoder, KeyQueue, PITANet, augment, centre_crop, step_losses, stretch
 
@@ -46,6 +39,91 @@ class _Cycler:
             self.buf = np.concatenate([self.buf, self.rng.permutation(self.idx)])
         out, self.buf = self.buf[:k], self.buf[k:]
         return out
+
+
+class PITATrainingNet(TrainingNet):
+    """The engine's net for one PITA training phase.
+
+    Each batch mixes rows from ``pools`` (``[(row indices, rows per batch), ...]``, cycled without
+    replacement); ``train_step`` augments two views with ``generator_``, computes :func:`step_losses`, takes the
+    optimiser step and, when the contrastive loss is on, updates the momentum key encoder (``key_encoder_``,
+    built from the module in ``initialize_module``) and the negative queue. The queue and the pools' buffers
+    are checkpointed as extra state.
+    """
+
+    def __init__(self, module, *args, data=None, pools=(), weights=None, queue_size=4096, proj_dim=64,
+                 momentum=0.999, temperature=0.1, huber_delta=0.15, crop=64, jitter=0.0, rotation=None,
+                 noise_std=0.0, redden=None, **kwargs):
+        super().__init__(module, *args, **kwargs)
+        self.data = data
+        self.pools = pools
+        self.weights = weights
+        self.queue_size = queue_size
+        self.proj_dim = proj_dim
+        self.momentum = momentum
+        self.temperature = temperature
+        self.huber_delta = huber_delta
+        self.crop = crop
+        self.jitter = jitter
+        self.rotation = rotation
+        self.noise_std = noise_std
+        self.redden = redden
+
+    @property
+    def contrastive(self):
+        return self.weights.get("contrastive", 0) > 0
+
+    def initialize_module(self):
+        super().initialize_module()
+        if self.contrastive:
+            self.key_encoder_ = KeyEncoder(self.module_)
+        return self
+
+    def initialize(self):
+        super().initialize()
+        self.cyclers_ = [_Cycler(idx, self.rng_) for idx, _ in self.pools]
+        self.queue_ = KeyQueue(self.queue_size, self.proj_dim, self.device) if self.contrastive else None
+        return self
+
+    def draw_batch(self, n_rows):
+        return np.concatenate([c.take(k) for c, (_, k) in zip(self.cyclers_, self.pools)])
+
+    def get_extra_state(self):
+        tensors = {f"cycler{i}": torch.from_numpy(c.buf.copy()) for i, c in enumerate(self.cyclers_)}
+        values = {}
+        if self.queue_ is not None:
+            tensors["queue"] = self.queue_.keys
+            values = {"queue_ptr": self.queue_.ptr, "queue_filled": self.queue_.n_filled}
+        return tensors, values
+
+    def set_extra_state(self, tensors, values):
+        for i, c in enumerate(self.cyclers_):
+            c.buf = tensors[f"cycler{i}"].numpy()
+        if self.queue_ is not None:
+            self.queue_.keys.copy_(tensors["queue"])
+            self.queue_.ptr, self.queue_.n_filled = values["queue_ptr"], values["queue_filled"]
+
+    def train_step(self, batch, **fit_params):
+        self._set_training(True)
+        d, gen = self.data, self.generator_
+        idx = batch[0].to(self.device)
+        x, cols = d["images"][idx], d["colors"][idx]
+        if self.redden is not None:
+            x, cols = self.redden(x, cols, gen)
+        view = (self.crop, self.jitter, self.rotation, float(self.noise_std), gen)
+        xq = augment(x, *view)
+        xk = augment(x, *view) if self.contrastive else None
+        total, parts = step_losses(self.module_, getattr(self, "key_encoder_", None), self.queue_, xq, xk,
+                                   d["y"][idx], d["soft"][idx], cols, self.weights, float(self.huber_delta),
+                                   float(self.temperature))
+        self.optimizer_.zero_grad(set_to_none=True)
+        if total.requires_grad:
+            total.backward()
+            self.optimizer_.step()
+        if self.contrastive:
+            self.key_encoder_.momentum_update(self.module_, float(self.momentum))
+            self.queue_.enqueue(parts.pop("keys"))
+        return {"loss": total.detach(), "parts": parts}
 
 
 class PITA(ImagePhotoZEstimator):
@@ -112,11 +190,14 @@ class PITA(ImagePhotoZEstimator):
                  head_widths=(128, 128, 128, 128, 128, 64), crop_size=64, jitter=4.0, rotation="any",
                  noise_std=0.5, reddening=None, extinction_coeffs=None, queue_size=50000, momentum=0.999,
                  temperature=0.1, contrastive_weight=0.0025, color_weight=1.0, redshift_weight=1.0,
-                 bin_weight=1.0, huber_delta=0.15, label_sigma=0.02, labelled_fraction=0.5, max_steps=3000,
-                 pretrain_steps=3000, batch_size=128, lr=1e-3, weight_decay=1e-5, device="auto", checkpoint_dir=None,
-                 verbose=False):
+                 bin_weight=1.0, huber_delta=0.15, label_sigma=0.02, labelled_fraction=0.5, max_epochs=30,
+                 pretrain_epochs=30, steps_per_epoch=100, batch_size=128, lr=1e-3, weight_decay=1e-5, n_members=1,
+                 device="auto", precision="float32", n_threads="auto", callbacks=None, checkpoint_dir=None,
+                 verbose=0):
         super().__init__(zmin=zmin, zmax=zmax, nzbins=nzbins, point_estimate=point_estimate,
-                         random_state=random_state)
+                         random_state=random_state, max_epochs=max_epochs, batch_size=batch_size, lr=lr,
+                         n_members=n_members, device=device, precision=precision, n_threads=n_threads,
+                         callbacks=callbacks, checkpoint_dir=checkpoint_dir, verbose=verbose)
         self.mode = mode
         self.encoder = encoder
         self.encoder_widths = encoder_widths
@@ -139,14 +220,9 @@ class PITA(ImagePhotoZEstimator):
         self.huber_delta = huber_delta
         self.label_sigma = label_sigma
         self.labelled_fraction = labelled_fraction
-        self.max_steps = max_steps
-        self.pretrain_steps = pretrain_steps
-        self.batch_size = batch_size
-        self.lr = lr
+        self.pretrain_epochs = pretrain_epochs
+        self.steps_per_epoch = steps_per_epoch
         self.weight_decay = weight_decay
-        self.device = device
-        self.checkpoint_dir = checkpoint_dir
-        self.verbose = verbose
 
     # ------------------------------------------------------------------ API
     def fit(self, X, y, colors=None):
@@ -156,13 +232,15 @@ class PITA(ImagePhotoZEstimator):
     def predict_point_head(self, X):
         """The Huber-trained point redshift of MLP_redshift (the paper's output), one per image."""
         X, _ = self._validate_X(X, reset=False)
-        return fixed_batch_forward(lambda xb: self.module_.redshift(self.module_.latent(stretch(xb)))[0],
-                                   [self._prepare(X)])
+        def point(xb):
+            return sum(net.redshift(net.latent(stretch(xb)))[0] for net in self.modules_) / len(self.modules_)
+
+        return fixed_batch_forward(point, [self._prepare(X)])
 
     def embed(self, X):
         """The 128-d latent vectors (n, latent_dim) of the centre-cropped images."""
         X, _ = self._validate_X(X, reset=False)
-        return fixed_batch_forward(lambda xb: self.module_.latent(stretch(xb)), [self._prepare(X)])
+        return fixed_batch_forward(lambda xb: self.modules_[0].latent(stretch(xb)), [self._prepare(X)])
 
     # ------------------------------------------------------------------ validation
     def _check_params(self):
@@ -172,10 +250,10 @@ class PITA(ImagePhotoZEstimator):
             raise InputError(f"encoder must be one of {ENCODERS}, got {self.encoder!r}")
         if self.rotation not in ROTATIONS:
             raise InputError(f"rotation must be one of {ROTATIONS}, got {self.rotation!r}")
-        for name in ("crop_size", "latent_dim", "proj_dim", "queue_size", "batch_size", "max_steps"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or value < 1:
-                raise InputError(f"{name} must be a positive integer, got {value!r}")
+        self._check_engine_params(positive_ints=("crop_size", "latent_dim", "proj_dim", "queue_size",
+                                                 "steps_per_epoch"))
+        if self.mode == "pretrain_finetune":
+            self._check_engine_params(positive_ints=("pretrain_epochs",))
         if not 0.0 <= float(self.momentum) < 1.0:
             raise InputError(f"momentum must lie in [0, 1), got {self.momentum!r}")
         if self.labelled_fraction is not None and not 0.0 < float(self.labelled_fraction) <= 1.0:
@@ -213,11 +291,7 @@ class PITA(ImagePhotoZEstimator):
         self.pixel_sigma_ = self._pixel_sigma(X)
         self.n_bins_ = len(self.zgrid_) - 1
 
-        seed = int(self._rng().integers(2**31 - 1))
-        gen = seed_everything(seed)
-        rng = np.random.default_rng(seed)
         device = select_device(self.device)
-        net = self._build_net().to(device)
         images = torch.from_numpy(X / self.pixel_sigma_[None, :, None, None].astype(np.float32)).to(device)
         edges, _ = grid_bins(self.zgrid_)
         labelled = np.isfinite(y)
@@ -227,19 +301,41 @@ class PITA(ImagePhotoZEstimator):
                     soft=torch.from_numpy(soft).to(device),
                     colors=torch.from_numpy(((colors - self.color_mean_) / self.color_std_).astype(np.float32))
                     .to(device))
-        history = []
-        fingerprint = fit_fingerprint(self, X, y, colors) if self.checkpoint_dir else None
-        stages = ([("pretrain", self.pretrain_steps), ("supervised", self.max_steps)]
-                  if self.mode == "pretrain_finetune" else [(self.mode, self.max_steps)])
-        for stage, steps in stages:
-            ckpt = LoopCheckpoint(self.checkpoint_dir, f"stage_{stage}", fingerprint)
-            history += self._train(net, data, labelled, stage, steps, gen, rng, device, ckpt)
-        self.module_ = net.to("cpu").eval()
-        keys = ("stage", "step", "total", "contrastive", "colour", "redshift", "bins")
-        self.history_ = {k: np.array([h.get(k, np.nan) for h in history], dtype=object if k == "stage" else float)
-                         for k in keys}
-        self.history_["stage"] = self.history_["stage"].astype(str)
+        phases = ([("pretrain", self.pretrain_epochs), ("supervised", self.max_epochs)]
+                  if self.mode == "pretrain_finetune" else [(self.mode, self.max_epochs)])
+
+        def train_member(member, seed):
+            module, rows = self._build_net(), []
+            for k, (phase, epochs) in enumerate(phases):
+                steps = int(epochs) * int(self.steps_per_epoch)
+                net = PITATrainingNet(
+                    module, data=data, pools=self._pools(phase, labelled), weights=self._stage_weights(phase),
+                    queue_size=self.queue_size, proj_dim=self.proj_dim, momentum=self.momentum,
+                    temperature=self.temperature, huber_delta=self.huber_delta, crop=int(self.crop_size),
+                    jitter=self.jitter, rotation=self.rotation, noise_std=self.noise_std,
+                    redden=self._redden if self.reddening is not None else None,
+                    criterion=torch.nn.MSELoss, optimizer=torch.optim.Adam, lr=self.lr,
+                    optimizer__weight_decay=self.weight_decay, batch_size=self.batch_size,
+                    steps_per_epoch=int(self.steps_per_epoch), train_split=None, device=device,
+                    precision=self.precision, seed=seed + k, verbose=0,
+                    callbacks=[("lr_schedule", LearningRateSchedule(cosine_decay(self.lr, steps), unit="step"))])
+                rows += self._train(net, RowIndex(n), phase=phase, member=member, max_epochs=int(epochs))
+                module = net.module_
+            return module, rows
+
+        self._fit_members(train_member, X, y, colors)
         return self
+
+    def _pools(self, phase, labelled):
+        """Where each batch's rows come from: ``[(row indices, rows per batch), ...]``."""
+        lab_idx, unl_idx = np.flatnonzero(labelled), np.flatnonzero(~labelled)
+        bsize = int(self.batch_size)
+        if phase == "supervised":
+            return [(lab_idx, bsize)]
+        if phase == "pretrain" or self.labelled_fraction is None or unl_idx.size == 0:
+            return [(np.arange(labelled.size), bsize)]
+        n_lab = min(bsize, max(1, int(round(float(self.labelled_fraction) * bsize))))
+        return [(lab_idx, n_lab)] + ([(unl_idx, bsize - n_lab)] if bsize > n_lab else [])
 
     def _build_net(self):
         return PITANet(self.n_bands_in_, self.n_bins_, encoder=self.encoder, encoder_widths=self.encoder_widths,
@@ -267,70 +363,6 @@ class PITA(ImagePhotoZEstimator):
             return {"contrastive": 1.0}
         return {"redshift": self.redshift_weight, "bins": self.bin_weight}
 
-    def _train(self, net, data, labelled, stage, steps, gen, rng, device, ckpt):
-        weights = self._stage_weights(stage)
-        lab_idx, unl_idx = np.flatnonzero(labelled), np.flatnonzero(~labelled)
-        bsize = int(self.batch_size)
-        if stage == "supervised":
-            samplers = [(_Cycler(lab_idx, rng), bsize)]
-        elif stage == "pretrain" or self.labelled_fraction is None or unl_idx.size == 0:
-            samplers = [(_Cycler(np.arange(labelled.size), rng), bsize)]
-        else:
-            n_lab = min(bsize, max(1, int(round(float(self.labelled_fraction) * bsize))))
-            samplers = [(_Cycler(lab_idx, rng), n_lab)] + ([(_Cycler(unl_idx, rng), bsize - n_lab)]
-                                                           if bsize > n_lab else [])
-        contrastive = weights.get("contrastive", 0) > 0
-        key_enc = KeyEncoder(net).to(device) if contrastive else None
-        queue = KeyQueue(self.queue_size, self.proj_dim, device) if contrastive else None
-        opt = torch.optim.Adam(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, int(steps)))
-        bar = progress(int(steps), f"PITA {stage}", self.verbose, unit="step")
-        crop = int(self.crop_size)
-        history, log_every = [], max(1, int(steps) // 50)
-        save_every, start = max(1, int(steps) // 20), 0
-        modules, optimizers = {"net": net, "key_enc": key_enc}, {"opt": opt, "sched": sched}
-        resumed = ckpt.load(modules, optimizers, gen, rng)
-        if resumed is not None:
-            start, history, saved = resumed["step"], resumed["history"], resumed["tensors"]
-            for i, (sampler, _) in enumerate(samplers):
-                sampler.buf = saved[f"cycler{i}"].numpy()
-            if queue is not None:
-                queue.keys.copy_(saved["queue"])
-                queue.ptr, queue.n_filled = resumed["queue_ptr"], resumed["queue_filled"]
-            bar.update(start)
-        net.train()
-        for step in range(start, int(steps)):
-            idx = torch.from_numpy(np.concatenate([s.take(k) for s, k in samplers])).to(device)
-            x = data["images"][idx]
-            cols = data["colors"][idx]
-            if self.reddening is not None:
-                x, cols = self._redden(x, cols, gen)
-            xq = augment(x, crop, self.jitter, self.rotation, float(self.noise_std), gen)
-            xk = augment(x, crop, self.jitter, self.rotation, float(self.noise_std), gen) if contrastive else None
-            total, parts = step_losses(net, key_enc, queue, xq, xk, data["y"][idx], data["soft"][idx], cols,
-                                       weights, float(self.huber_delta), float(self.temperature))
-            opt.zero_grad(set_to_none=True)
-            if total.requires_grad:
-                total.backward()
-                opt.step()
-            sched.step()
-            if contrastive:
-                key_enc.momentum_update(net, float(self.momentum))
-                queue.enqueue(parts.pop("keys"))
-            if step % log_every == 0 or step == int(steps) - 1:
-                history.append(dict(parts, stage=stage, step=step, total=float(total.detach())))
-                bar.set_postfix(loss=f"{float(total.detach()):.4f}")
-            bar.update(1)
-            if ckpt.path is not None and ((step + 1) % save_every == 0 or step + 1 == int(steps)):
-                tensors = {f"cycler{i}": torch.from_numpy(s.buf.copy()) for i, (s, _) in enumerate(samplers)}
-                if queue is not None:
-                    tensors["queue"] = queue.keys
-                ckpt.save(modules, optimizers, gen, rng, tensors=tensors, step=step + 1, history=history,
-                          queue_ptr=queue.ptr if queue is not None else 0,
-                          queue_filled=queue.n_filled if queue is not None else 0)
-        bar.close()
-        return history
-
     def _redden(self, x, cols, gen):
         """The same random E(B−V) for both views: fluxes dimmed by 10^(−0.4 R_b E), colour targets shifted."""
         coeffs = torch.as_tensor(self.extinction_coeffs_, dtype=x.dtype, device=x.device)
@@ -346,18 +378,17 @@ class PITA(ImagePhotoZEstimator):
                                     / self.pixel_sigma_[None, :, None, None].astype(np.float32))
 
     def _estimate_pdf(self, X):
-        net = self.module_
-
         def probs(xb):
-            _, logits = net.redshift(net.latent(stretch(xb)))
-            return torch.softmax(logits.double(), dim=1)
+            out = 0.0
+            for net in self.modules_:
+                _, logits = net.redshift(net.latent(stretch(xb)))
+                out = out + torch.softmax(logits.double(), dim=1)
+            return out / len(self.modules_)
 
         p = fixed_batch_forward(probs, [self._prepare(X)])
         return self._hist_ensemble(p)
 
     # ------------------------------------------------------------------ persistence
-    _torch_state_attr = "module_"
-
     def _new_module(self):
         return self._build_net()
 
@@ -365,7 +396,7 @@ class PITA(ImagePhotoZEstimator):
     @classmethod
     def _conformance_instance(cls):
         return cls(encoder_widths=(8, 16), latent_dim=32, proj_dim=16, head_widths=(32, 32), crop_size=12,
-                   jitter=1.0, queue_size=256, momentum=0.99, max_steps=60, pretrain_steps=20, batch_size=32,
+                   jitter=1.0, queue_size=256, momentum=0.99, max_epochs=6, pretrain_epochs=2, steps_per_epoch=10, batch_size=32,
                    lr=3e-3, nzbins=61, random_state=0, device="cpu")
 
     def _conformance_data(self, random_state=0):
