@@ -113,7 +113,10 @@ def run_one(data, method, n_lab, seed, steps, settings=SETTINGS):
     chosen = rng.choice(np.flatnonzero(data["labelled"]), n_lab, replace=False)
     y = np.full(data["z"].shape, np.nan)
     y[chosen] = data["z"][chosen]
-    est = PITA(random_state=seed, max_steps=steps, pretrain_steps=steps, **settings, **METHODS[method])
+    # --steps counts optimiser steps; the engine counts epochs of steps_per_epoch steps
+    per_epoch = 100 if steps % 100 == 0 else steps
+    est = PITA(random_state=seed, max_epochs=steps // per_epoch, pretrain_epochs=steps // per_epoch,
+               steps_per_epoch=per_epoch, **settings, **METHODS[method])
     t0 = time.time()
     est.fit(data["X"], y, colors=data["colors"])
     fit_s = time.time() - t0
