@@ -48,6 +48,10 @@ ZMAX, NBINS = 0.4, 90
 UNFOLD = 100   # Richardson–Lucy iterations of the unfolded Step-4 variants
 
 
+#: the engine counts epochs; --n-iter / --n-iter-finetune (optimiser steps) are divided by it
+STEPS_PER_EPOCH = 100
+
+
 def metrics(zs, zp):
     res = residual_vs_z(zs, zp, against="spec", bins=40, z_range=(0.0, ZMAX), break_point=0.15)
     resp = residual_vs_z(zs, zp, against="photo", bins=40, z_range=(0.0, ZMAX), break_point=0.15)
@@ -132,8 +136,10 @@ def run_seed(seed, args):
         tr &= ~cal
     X = sims.images
     common = dict(zmin=0.0, zmax=ZMAX, nzbins=NBINS + 1, backbone="S2", conv_width=args.conv_width, n_mag_outputs=6,
-                  mag_min=12.5, mag_step=0.5, th=args.th, n_iter=args.n_iter, batch_size=128, lr=args.lr,
-                  lr_late=args.lr / 5, lr_drop_at=int(args.n_iter * 2 / 3), n_iter_finetune=args.n_iter_finetune,
+                  mag_min=12.5, mag_step=0.5, th=args.th, steps_per_epoch=STEPS_PER_EPOCH,
+                  max_epochs=args.n_iter // STEPS_PER_EPOCH, batch_size=128, lr=args.lr, lr_late=args.lr / 5,
+                  lr_drop_epoch=int(args.n_iter * 2 / 3) // STEPS_PER_EPOCH,
+                  finetune_epochs=max(1, args.n_iter_finetune // STEPS_PER_EPOCH),
                   batch_size_finetune=128, lr_finetune=args.lr_finetune, pixel_scale=1 / 3631.0,
                   random_state=seed, device="cpu", n_members=args.n_members)
     out = {"seed": seed, "n_train": int(tr.sum()), "n_calib": int(cal.sum()), "n_test": int(te.sum()),
@@ -144,7 +150,7 @@ def run_seed(seed, args):
     t = time.time()
     chain = BiasCNN(stage="step3", **common).fit(X[tr], z[tr], mag=mag[tr], ebv=ebv[tr])
     out["chain_fit_s"] = round(time.time() - t, 1)
-    out["n_balanced"] = chain.training_log_[0]["n_balanced"]
+    out["n_balanced"] = chain.n_balanced_[0]
     out["sigma1_bins"] = chain.label_models_["step3"][0]["sigma1"]
     # every object's Baseline / Step-3 z_mode: the test rows are scored, the others feed Step 4
     full = {"step3": chain.predict_stage(X, "step3", mag=mag, ebv=ebv), "baseline": base.predict(X, mag=mag, ebv=ebv)}
@@ -158,7 +164,8 @@ def run_seed(seed, args):
         os.makedirs(args.save_predictions, exist_ok=True)
         np.savez(os.path.join(args.save_predictions, f"seed{seed}.npz"), z=z, mag=mag, train=tr, calib=cal,
                  test=te, **full)
-    out["loss_tail"] = {k: v[-3:] for k, v in chain.training_log_[0].items() if isinstance(v, list)}
+    phases = dict.fromkeys(row["phase"] for row in chain.history_[0])
+    out["loss_tail"] = {p: [row["train_loss"] for row in chain.history_[0] if row["phase"] == p][-3:] for p in phases}
     out["total_s"] = round(time.time() - t0, 1)
     return out
 

@@ -198,8 +198,9 @@ def test_t3_steps_1_to_3_on_frozen_features():
         zt, rt = _draw(150_000, 0.03, rng)           # a large test set: the tail slope is then well measured
         Xt = _features(zt, rt, rng)
         common = dict(zmin=0.0, zmax=0.4, nzbins=51, backbone="flat", preprocess=None, n_mag_outputs=6,
-                      mag_min=12.5, th=60, n_iter=1500, lr=1e-2, lr_late=3e-3, lr_drop_at=750, batch_size=256,
-                      n_iter_finetune=1500, lr_finetune=5e-3, batch_size_finetune=256, random_state=seed, n_threads=1)
+                      mag_min=12.5, th=60, max_epochs=6, steps_per_epoch=250, lr=1e-2, lr_late=3e-3, lr_drop_epoch=3,
+                      batch_size=256, finetune_epochs=6, lr_finetune=5e-3, batch_size_finetune=256,
+                      random_state=seed, n_threads=1)
         base = BiasCNN(stage="baseline", **common).fit(X, z, mag=r)
         est = BiasCNN(stage="step3", **common).fit(X, z, mag=r)
         for name, zp in (("base", base.predict(Xt, mag=rt)), ("step3", est.predict(Xt, mag=rt))):
@@ -217,7 +218,7 @@ def test_t3_steps_1_to_3_on_frozen_features():
 # ---------------------------------------------------------------------------------------------- the plugin
 @pytest.fixture(scope="module")
 def fitted():
-    est = BiasCNN._conformance_instance().set_params(n_iter=200, n_iter_finetune=50, random_state=0,
+    est = BiasCNN._conformance_instance().set_params(max_epochs=4, finetune_epochs=1, random_state=0,
                                                      extra_stages=("step3a", "step3b", "step3_skip2"))
     d = est._conformance_data(0)
     ebv = np.full(len(d.y_train), 0.03)
@@ -292,5 +293,6 @@ def test_interrupted_fit_resumes_from_checkpoint_bit_identically(interrupted_the
     continues, and the weights equal those of an uninterrupted fit."""
     from pzkit_bias_cnn import BiasCNN
 
-    est = BiasCNN._conformance_instance().set_params(random_state=2, n_iter=200, lr_drop_at=150, n_iter_finetune=60)
-    interrupted_then_resumed(est, est._conformance_data(0), kill_at=30, attr="members_")
+    est = BiasCNN._conformance_instance().set_params(random_state=2, max_epochs=10, steps_per_epoch=20,
+                                                     lr_drop_epoch=7, finetune_epochs=3)
+    interrupted_then_resumed(est, est._conformance_data(0), kill_at=12)

@@ -187,8 +187,9 @@ def load_dc2():
 #: SDSS nanomaggies (× 1/3631, what Eq. 1's stretch expects) with lr 1e-3; PITA's key encoder momentum 0.99
 #: (0.999 barely moves it in a few thousand steps).
 SIMS_BENCH_PARAMS = {
-    "bias_cnn": {"n_iter": 6000, "lr_drop_at": 4500, "n_iter_finetune": 1500, "batch_size": 64,
-                 "conv_width": 32, "th": 50, "n_threads": 2, "pixel_scale": 1 / 3631.0, "lr": 1e-3,
+    "bias_cnn": {"max_epochs": 60, "steps_per_epoch": 100, "lr_drop_epoch": 45, "finetune_epochs": 15,
+                 "batch_size": 64,
+                 "conv_width": 32, "th": 50, "pixel_scale": 1 / 3631.0, "lr": 1e-3,
                  "lr_late": 2e-4, "lr_finetune": 1e-3},
     "adversarial_da": {"max_epochs": 25, "trunk_widths": (16, 16, 32, 32, 48, 48), "branch_width": 8,
                        "disc_widths": (32, 32, 32, 32), "disc_fc_widths": (64,), "fc_widths": (64,)},

@@ -4,7 +4,6 @@ See :class:`BiasCNN`. The model-agnostic Step 4 is :class:`pzkit.calibration.ZPh
 pieces of Steps 2–3 are in :mod:`pzkit_bias_cnn._steps`.
 """
 
-import contextlib
 import copy
 
 import numpy as np
@@ -14,16 +13,8 @@ from torch import nn
 
 from pzkit.exceptions import InputError
 from pzkit.nn.backbones import BACKBONES, make_backbone
-from pzkit.nn.core import select_device
-from pzkit.nn.images import (
-    ImagePhotoZEstimator,
-    LoopCheckpoint,
-    check_per_object,
-    dihedral,
-    fit_fingerprint,
-    fixed_batch_forward,
-    progress,
-)
+from pzkit.nn.engine import LearningRateSchedule, RowIndex, TrainingNet, constant_then_drop
+from pzkit.nn.images import ImagePhotoZEstimator, check_per_object, dihedral, fixed_batch_forward
 
 from ._steps import AUG_PROBS, balance, fit_label_model, mag_labels, mag_rows, row_outputs, z_bins
 
@@ -46,22 +37,6 @@ def _stage_name(s):
     if s not in STAGES:
         raise InputError(f"stage must be one of {STAGES} (or '3a', '3b', 'step3\\2'), got {s!r}")
     return s
-
-
-@contextlib.contextmanager
-def _threads(n):
-    """Run the block with ``n`` torch CPU threads (None: unchanged), restoring the previous count."""
-    if n is None:
-        yield
-        return
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise InputError(f"n_threads must be None or a positive integer, got {n!r}")
-    before = torch.get_num_threads()
-    torch.set_num_threads(int(n))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def preprocess_eq1(X, scale=1.0):
@@ -104,6 +79,33 @@ class _Net(nn.Module):
         if mag is None:
             return torch.softmax(z, dim=-1)
         return torch.einsum("bj,bjn->bn", torch.softmax(mag, dim=-1), torch.softmax(z, dim=-1))
+
+
+class BiasPhaseNet(TrainingNet):
+    """The engine's net for one training phase of the chain (end to end, or one head on the frozen backbone).
+
+    ``batch_loss(rows, rng)`` returns the loss of the rows the engine drew (uniformly with replacement, as the
+    reference code); ``rng`` is the net's generator, from which the loss draws its augmentations. Only the
+    parameters whose names start with one of ``trainable`` (None: all that require a gradient) are optimised.
+    """
+
+    def __init__(self, module, *args, batch_loss=None, trainable=None, **kwargs):
+        super().__init__(module, *args, **kwargs)
+        self.batch_loss = batch_loss
+        self.trainable = trainable
+
+    def get_all_learnable_params(self):
+        for name, param in self.module_.named_parameters():
+            if self.trainable is None and param.requires_grad or (
+                    self.trainable is not None and name.startswith(tuple(self.trainable))):
+                yield name, param
+
+    def train_step(self, batch, **fit_params):
+        loss = self.batch_loss(batch[0].numpy(), self.rng_)
+        self.optimizer_.zero_grad()
+        loss.backward()
+        self.optimizer_.step()
+        return {"loss": loss.detach()}
 
 
 class BiasCNN(ImagePhotoZEstimator):
@@ -250,12 +252,15 @@ class BiasCNN(ImagePhotoZEstimator):
     def __init__(self, zmin=0.0, zmax=0.4, nzbins=181, point_estimate="mode", random_state=None, stage="step3",
                  extra_stages=(), backbone="S2", conv_width=64, fc_width=None, conv_activation="relu",
                  n_mag_outputs=6, mag_min=12.5, mag_step=0.5, th=200, ext_low=None, ext_high=None,
-                 label_fit_cap=60000, shift_hist="output", tune_mag_head=False, n_members=1, n_iter=120000,
-                 batch_size=128, lr=1e-4, lr_late=2e-5, lr_drop_at=60000, n_iter_finetune=40000,
+                 label_fit_cap=60000, shift_hist="output", tune_mag_head=False, n_members=1, max_epochs=120,
+                 steps_per_epoch=1000, batch_size=128, lr=1e-4, lr_late=2e-5, lr_drop_epoch=60, finetune_epochs=40,
                  batch_size_finetune=32, lr_finetune=2e-5, augment=True, pixel_scale=1.0, preprocess="eq1",
-                 cache_mb=2048.0, device="auto", n_threads=None, checkpoint_dir=None, verbose=0):
+                 cache_mb=2048.0, device="auto", precision="float32", n_threads="auto", callbacks=None,
+                 checkpoint_dir=None, verbose=0):
         super().__init__(zmin=zmin, zmax=zmax, nzbins=nzbins, point_estimate=point_estimate,
-                         random_state=random_state)
+                         random_state=random_state, max_epochs=max_epochs, batch_size=batch_size, lr=lr,
+                         n_members=n_members, device=device, precision=precision, n_threads=n_threads,
+                         callbacks=callbacks, checkpoint_dir=checkpoint_dir, verbose=verbose)
         self.stage = stage
         self.extra_stages = extra_stages
         self.backbone = backbone
@@ -271,56 +276,46 @@ class BiasCNN(ImagePhotoZEstimator):
         self.label_fit_cap = label_fit_cap
         self.shift_hist = shift_hist
         self.tune_mag_head = tune_mag_head
-        self.n_members = n_members
-        self.n_iter = n_iter
-        self.batch_size = batch_size
-        self.lr = lr
+        self.steps_per_epoch = steps_per_epoch
         self.lr_late = lr_late
-        self.lr_drop_at = lr_drop_at
-        self.n_iter_finetune = n_iter_finetune
+        self.lr_drop_epoch = lr_drop_epoch
+        self.finetune_epochs = finetune_epochs
         self.batch_size_finetune = batch_size_finetune
         self.lr_finetune = lr_finetune
         self.augment = augment
         self.pixel_scale = pixel_scale
         self.preprocess = preprocess
         self.cache_mb = cache_mb
-        self.device = device
-        self.n_threads = n_threads
-        self.checkpoint_dir = checkpoint_dir
-        self.verbose = verbose
 
     # ------------------------------------------------------------------ public API with explicit side inputs
     def fit(self, X, y, mag=None, ebv=None):
         """Fit on stamps ``X`` (n, bands, H, W), spec-z ``y``, reference magnitudes ``mag`` (n,) and optional
         Galactic ``ebv`` (n,)."""
-        with _threads(self.n_threads):
-            return super().fit(X, y, mag=mag, ebv=ebv)
+        return super().fit(X, y, mag=mag, ebv=ebv)
 
     def predict(self, X, mag=None, ebv=None):
         """Point estimates (z_mode by default) of the fitted ``stage``."""
-        with _threads(self.n_threads):
-            return super().predict(X, mag=mag, ebv=ebv)
+        return super().predict(X, mag=mag, ebv=ebv)
 
     def estimate_pdf(self, X, ids=None, mag=None, ebv=None):
         """``qp.hist`` ensemble of the (member-averaged) stage densities on ``zgrid_`` (not calibrated posteriors)."""
-        with _threads(self.n_threads):
-            return super().estimate_pdf(X, ids=ids, mag=mag, ebv=ebv)
+        return super().estimate_pdf(X, ids=ids, mag=mag, ebv=ebv)
 
     def stage_probabilities(self, X, stage=None, mag=None, ebv=None):
         """(bin edges, bin probabilities (n, nb)) of any fitted stage, averaged over members."""
-        if not hasattr(self, "members_"):
+        if not hasattr(self, "modules_"):
             self._validate_X(X, reset=False)  # raises NotFittedError
         stage = self.stage_ if stage is None else _stage_name(stage)
         if stage not in self.head_bins_:
             raise InputError(f"stage {stage!r} was not fitted; fitted stages: {sorted(self.head_bins_)}")
         X, _ = self._validate_X(X, reset=False)
-        return self._edges_for(stage), self._probs(X, stage, mag, ebv)
+        with self._thread_context(fitting=False):
+            return self._edges_for(stage), self._probs(X, stage, mag, ebv)
 
     def predict_stage(self, X, stage, mag=None, ebv=None):
         """z_mode (centre of the most probable bin; may lie outside [zmin, zmax] for Step-3 stages) of a fitted
         stage."""
-        with _threads(self.n_threads):
-            edges, p = self.stage_probabilities(X, stage, mag=mag, ebv=ebv)
+        edges, p = self.stage_probabilities(X, stage, mag=mag, ebv=ebv)
         centres = 0.5 * (edges[1:] + edges[:-1])
         return centres[np.argmax(p, axis=1)]
 
@@ -335,12 +330,12 @@ class BiasCNN(ImagePhotoZEstimator):
             raise InputError("extra_stages need stage 'step2' or a Step-3 variant")
         if self.backbone not in BACKBONES:
             raise InputError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
-        for name in ("n_mag_outputs", "th", "label_fit_cap", "n_members", "n_iter", "batch_size", "n_iter_finetune",
-                     "batch_size_finetune", "conv_width"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise InputError(f"{name} must be a positive integer, got {v!r}")
-        for name in ("lr", "lr_late", "lr_finetune", "mag_step", "pixel_scale", "cache_mb"):
+        self._check_engine_params(positive_ints=("n_mag_outputs", "th", "label_fit_cap", "steps_per_epoch",
+                                                 "finetune_epochs", "batch_size_finetune", "conv_width"))
+        v = self.lr_drop_epoch
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+            raise InputError(f"lr_drop_epoch must be a non-negative integer, got {v!r}")
+        for name in ("lr_late", "lr_finetune", "mag_step", "pixel_scale", "cache_mb"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float, np.floating)) or not v > 0:
                 raise InputError(f"{name} must be a positive number, got {v!r}")
@@ -399,22 +394,14 @@ class BiasCNN(ImagePhotoZEstimator):
         self.n_side_ = side.shape[1]
         Xp = self._prep(X)
         zbin = z_bins(y, self.zmin, self.width_, n)
-        self._dev = select_device(self.device)
-        seeds = self._rng().integers(0, 2**31 - 1, size=self.n_members)
-        self._fingerprint = fit_fingerprint(self, X, y, mag, ebv, seeds) if self.checkpoint_dir else None
-        members, logs = [], []
-        try:
-            for k, seed in enumerate(seeds):
-                net, log = self._fit_member(Xp, side, y, zbin, rows, int(seed), k, stage, extras)
-                # contiguous weights: the same kernels before and after save/load
-                members.append(net.to("cpu").to(memory_format=torch.contiguous_format).eval())
-                logs.append(log)
-        finally:
-            del self._dev, self._fingerprint
-            self.__dict__.pop("_loop_ctx", None)
-        self.members_ = members
-        self.training_log_ = logs
-        self.head_bins_ = {name: (self.n_bins_ext_ if name in _STEP3 else n) for name in members[0].heads.keys()}
+        self.n_balanced_ = []
+
+        def train_member(member, seed):
+            return self._fit_member(Xp, side, y, zbin, rows, seed, member, stage, extras)
+
+        self._fit_members(train_member, X, y, mag, ebv)
+        self.modules_ = [m.to(memory_format=torch.contiguous_format) for m in self.modules_]
+        self.head_bins_ = {name: (self.n_bins_ext_ if name in _STEP3 else n) for name in self.modules_[0].heads.keys()}
         if stage in _STEP3:
             self.zgrid_ = self._edges_for(stage)
 
@@ -460,7 +447,7 @@ class BiasCNN(ImagePhotoZEstimator):
                 sel = kt == int(k)
                 out[sel] = dihedral(x[sel], int(k))
             x = out
-        return self._channels_last(x.to(self._dev))
+        return self._channels_last(x.to(self.device_))
 
     @staticmethod
     def _targets(outs, cen, sig, m, nb, dev):
@@ -489,50 +476,29 @@ class BiasCNN(ImagePhotoZEstimator):
         loss = loss - (torch.as_tensor(maglab, device=rep.device) * torch.log_softmax(maglog, dim=-1)).sum(dim=1)
         return loss.mean()
 
-    def _loop(self, params, n_iter, batch, lr_fn, loss_fn, rng, desc):
-        opt = torch.optim.Adam(params, lr=lr_fn(0))
-        bar = progress(n_iter, desc, self.verbose, unit="it")
-        losses, current, start = [], lr_fn(0), 0
-        # the chain between loops is deterministic given the weights and RNG states, so a resumed fit replays
-        # it and each loop restores (or continues from) its own checkpoint
-        ctx = self._loop_ctx
-        ckpt = LoopCheckpoint(self.checkpoint_dir, f"member{ctx['member']}_loop{ctx['count']}", self._fingerprint)
-        ctx["count"] += 1
-        modules, optimizers = {"net": ctx["net"]}, {"opt": opt}
-        resumed = ckpt.load(modules, optimizers, None, rng)
-        if resumed is not None:
-            start, losses, current = resumed["it"], resumed["losses"], resumed["lr"]
-            bar.update(start)
-        save_every = max(1, n_iter // 20)
-        for it in range(start, n_iter):
-            lr = lr_fn(it)
-            if lr != current:
-                for g in opt.param_groups:
-                    g["lr"] = lr
-                current = lr
-            loss = loss_fn(rng)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            losses.append(float(loss.detach()))
-            bar.update(1)
-            if ckpt.path is not None and ((it + 1) % save_every == 0 or it + 1 == n_iter):
-                ckpt.save(modules, optimizers, None, rng, it=it + 1, losses=losses, lr=current)
-        bar.close()
-        k = max(1, n_iter // 20)
-        return [float(np.mean(losses[i:i + k])) for i in range(0, n_iter, k)]
+    def _phase(self, chain, net, n_rows, batch_size, epochs, lr, name, batch_loss, trainable=None, lr_fn=None):
+        """Train one phase of a chain (``{"member", "seed", "rows"}``) with the engine; appends its history."""
+        callbacks = [("lr_schedule", LearningRateSchedule(lr_fn, unit="step"))] if lr_fn is not None else []
+        trainer = BiasPhaseNet(net, batch_loss=batch_loss, trainable=trainable, criterion=torch.nn.CrossEntropyLoss,
+                               optimizer=torch.optim.Adam, lr=lr, batch_size=batch_size,
+                               steps_per_epoch=int(self.steps_per_epoch), train_split=None, device=self.device_,
+                               precision=self.precision, seed=chain["seed"] + 1 + len(chain["phases"]),
+                               callbacks=callbacks, verbose=0)
+        chain["rows"] += self._train(trainer, RowIndex(n_rows), phase=name, member=chain["member"],
+                                     max_epochs=epochs)
+        chain["phases"].append(name)
 
     def _fit_member(self, Xp, side, y, zbin, rows, seed, member, stage, extras):
-        dev, m, n = self._dev, self.n_mag_outputs, self.n_bins_
-        rng = np.random.default_rng(seed)
-        torch.manual_seed(seed)
+        """One chain: Baseline or Step 1 end to end, then (optionally) Step 2 and the Step-3 variants on the
+        frozen representation. Returns the network and its history rows (one ``phase`` per trained head)."""
+        dev, m, n = self.device_, self.n_mag_outputs, self.n_bins_
+        rng = np.random.default_rng(seed)  # draws outside the training phases (label-fit subsample)
+        chain = {"member": member, "seed": seed, "rows": [], "phases": []}
         first = "baseline" if stage == "baseline" else "step1"
         net = self._skeleton({first: n}).to(dev)
         net.backbone = net.backbone.to(memory_format=torch.channels_last) if Xp.shape[-1] > 1 else net.backbone
-        self._loop_ctx = {"net": net, "member": member, "count": 0}
         N = Xp.shape[0]
         side_t = torch.from_numpy(side)
-        log = {}
 
         # ---------------- Baseline / Step 1: end to end
         if rows is not None:
@@ -540,8 +506,7 @@ class BiasCNN(ImagePhotoZEstimator):
             maglab_all = mag_labels(rows, m).astype(np.float32)
         zhard = zbin.astype(np.float64)
 
-        def loss_e2e(r):
-            idx = rng.integers(0, N, self.batch_size)
+        def loss_e2e(idx, r):
             rep = net.backbone.representation(self._images(Xp, idx, self._draw_ks(r, idx.size)),
                                               side_t[idx].to(dev))
             if first == "baseline":
@@ -551,12 +516,12 @@ class BiasCNN(ImagePhotoZEstimator):
             return self._multi_loss(net, rep, "step1", o, np.stack([zhard[idx]] * 2, 1), np.zeros((idx.size, 2)),
                                     maglab_all[idx])
 
-        params = list(net.parameters())
-        log[first] = self._loop(params, self.n_iter, self.batch_size,
-                                lambda it: self.lr if it < self.lr_drop_at else self.lr_late, loss_e2e, rng,
-                                f"bias_cnn member {member + 1} {first}")
+        drop_at = int(self.lr_drop_epoch) * int(self.steps_per_epoch)
+        self._phase(chain, net, N, self.batch_size, self.max_epochs, self.lr, first, loss_e2e,
+                    lr_fn=constant_then_drop(self.lr, self.lr_late, drop_at))
         if stage in ("baseline", "step1"):
-            return net, log
+            self.n_balanced_.append(0)
+            return net, chain["rows"]
 
         # ---------------- frozen representation for Steps 2–3
         for p in net.backbone.parameters():
@@ -567,35 +532,30 @@ class BiasCNN(ImagePhotoZEstimator):
         sub = balance(zbin, rows, self.th, np.random.default_rng(seed + 1), member=member, n_members=self.n_members) \
             if needs_step2 else np.arange(0)
         pool = np.arange(N) if any(not _STEP3[v][2] for v in variants) else sub
-        reps = self._rep_cache(net, Xp, side, pool)
-
-        def rep_of(gidx, ks):
-            return reps(gidx, ks)
+        rep_of = self._rep_cache(net, Xp, side, pool)
 
         def head_training(name, train_idx, cen, sig, src=None):
             if src is not None:
                 net.heads[name] = copy.deepcopy(net.heads[src])
-            trainable = list(net.heads[name].parameters())
+            trainable = [f"heads.{name}."]
             net.mag_heads[name] = copy.deepcopy(net.mag_heads["step1"])
             if self.tune_mag_head:
-                trainable += list(net.mag_heads[name].parameters())
+                trainable.append(f"mag_heads.{name}.")
             else:
                 for p in net.mag_heads[name].parameters():
                     p.requires_grad_(False)
 
-            def loss_ft(r):
-                j = r.integers(0, train_idx.size, self.batch_size_finetune)
+            def loss_ft(j, r):
                 gidx = train_idx[j]
                 rep = rep_of(gidx, self._draw_ks(r, j.size))
                 return self._multi_loss(net, rep, name, outs_all[gidx], cen[j], sig[j], maglab_all[gidx])
 
-            return self._loop(trainable, self.n_iter_finetune, self.batch_size_finetune, lambda it: self.lr_finetune,
-                              loss_ft, rng, f"bias_cnn member {member + 1} {name}")
+            self._phase(chain, net, train_idx.size, self.batch_size_finetune, self.finetune_epochs, self.lr_finetune,
+                        name, loss_ft, trainable=trainable)
 
         if needs_step2:
             net.add_head("step2", n).to(dev)
-            log["step2"] = head_training("step2", sub, np.stack([zhard[sub]] * 2, 1), np.zeros((sub.size, 2)),
-                                         src="step1")
+            head_training("step2", sub, np.stack([zhard[sub]] * 2, 1), np.zeros((sub.size, 2)), src="step1")
         for v in variants:
             soft, shift, after2 = _STEP3[v]
             train_idx = sub if after2 else np.arange(N)
@@ -613,18 +573,16 @@ class BiasCNN(ImagePhotoZEstimator):
             if not soft:
                 sig = np.where(np.isfinite(sig), 0.0, sig)
             net.add_head(v, self.n_bins_ext_).to(dev)   # re-initialised, extended
-            log[v] = head_training(v, train_idx, cen, sig)
+            head_training(v, train_idx, cen, sig)
             self.label_models_.setdefault(v, []).append(
                 {"sigma1": lm.sigma1.tolist(), "n_label_fit": int(fit_idx.size), "n_train": int(train_idx.size)})
-        log["n_balanced"] = int(sub.size)
-        if stage == "step2" and "step2" not in net.heads:
-            raise RuntimeError("step2 head missing")
-        return net, log
+        self.n_balanced_.append(int(sub.size))
+        return net, chain["rows"]
 
     def _rep_cache(self, net, Xp, side, pool):
         """A function (global indices, transform ks) -> representation tensor, backed by a cache of the 8 (or 1)
         dihedral transforms of ``pool`` when it fits in ``cache_mb``, else computed on the fly (no grad)."""
-        dev = self._dev
+        dev = self.device_
         n_t = 8 if self._augmentable() else 1
         size_mb = n_t * pool.size * net.backbone.n_repr * 4 / 2**20
         side_t = torch.from_numpy(side)
@@ -652,21 +610,19 @@ class BiasCNN(ImagePhotoZEstimator):
         rows, side = self._side_inputs(X.shape[0], mag, ebv, fitting=False)
         Xp = self._prep(X)
         total = None
-        for net in self.members_:
+        for net in self.modules_:
             def fn(x, s, net=net):
                 rep = net.backbone.representation(x, s)
                 return net.density(rep, stage)
             p = fixed_batch_forward(fn, [Xp, side])
             total = p if total is None else total + p
-        return total / len(self.members_)
+        return total / len(self.modules_)
 
     def _estimate_pdf(self, X, mag=None, ebv=None):
         p = self._probs(X, self.stage_, mag, ebv)
         return self._hist_ensemble(p / np.diff(self.zgrid_)[None, :])
 
     # ------------------------------------------------------------------ persistence without pickle
-    _torch_state_attr = "members_"
-
     def _new_module(self):
         return self._skeleton(self.head_bins_)
 
@@ -674,8 +630,8 @@ class BiasCNN(ImagePhotoZEstimator):
     @classmethod
     def _conformance_instance(cls):
         return cls(zmin=0.0, zmax=2.5, nzbins=26, backbone="S1", conv_width=16, fc_width=32, n_mag_outputs=2,
-                   mag_min=-1.0, mag_step=0.5, th=6, n_iter=800, batch_size=32, lr=3e-3, lr_late=1e-3,
-                   lr_drop_at=600, n_iter_finetune=150, batch_size_finetune=32, lr_finetune=3e-3, n_threads=1)
+                   mag_min=-1.0, mag_step=0.5, th=6, max_epochs=16, steps_per_epoch=50, batch_size=32, lr=3e-3,
+                   lr_late=1e-3, lr_drop_epoch=12, finetune_epochs=3, batch_size_finetune=32, lr_finetune=3e-3)
 
     def _conformance_data(self, random_state=0):
         from pzkit.testing import ConformanceData, make_toy_images
