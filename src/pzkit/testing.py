@@ -125,10 +125,16 @@ def _assert_raises(func, exc_types, what):
 
 # ---------------------------------------------------------------------------------------------- checks
 def check_sklearn_compatible(estimator, data):
-    """scikit-learn's estimator checks (API, validation, cloning), with the plugin's documented exceptions."""
+    """scikit-learn's estimator checks (API, validation, cloning), with the plugin's documented exceptions.
+
+    A check counts as passed only when it ran: one that scikit-learn skipped (``SkipTest`` or
+    ``SkipTestWarning``, e.g. for an input type the estimator's tags exclude) is reported as skipped, and an
+    estimator on which no check ran fails.
+    """
+    from sklearn.exceptions import SkipTestWarning
     from sklearn.utils.estimator_checks import estimator_checks_generator
 
-    est = clone(estimator).set_params(zmin=0.0, zmax=1000.0, nzbins=2001)
+    est = clone(estimator).set_params(zmin=0.0, zmax=1000.0, nzbins=2001, **estimator._sklearn_check_params())
     expected = dict(estimator.get_tag("expected_failed_sklearn_checks", {}))
     failures, skipped, passed = [], [], 0
     for est_instance, check in estimator_checks_generator(est, legacy=True, mark="skip"):
@@ -136,8 +142,8 @@ def check_sklearn_compatible(estimator, data):
         if name in expected:
             continue
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
                 check(est_instance)
         except Exception as exc:
             if type(exc).__name__ == "SkipTest":  # sklearn's own skips, e.g. array-API checks without SCIPY_ARRAY_API
@@ -145,12 +151,18 @@ def check_sklearn_compatible(estimator, data):
                 continue
             failures.append(f"{name}: {type(exc).__name__}: {str(exc).strip().splitlines()[0][:300]}")
         else:
-            passed += 1
+            skips = [w for w in caught if issubclass(w.category, SkipTestWarning)]
+            if skips:
+                skipped.append(f"{name} ({str(skips[0].message).strip()[:80]})")
+            else:
+                passed += 1
     if failures:
         raise AssertionError("scikit-learn checks failed:\n    " + "\n    ".join(failures))
+    if passed == 0:
+        raise AssertionError("no scikit-learn check ran (all skipped: " + "; ".join(sorted(set(skipped))) + ")")
     parts = [f"passed {passed} scikit-learn checks"]
     if skipped:
-        parts.append("skipped by scikit-learn: " + "; ".join(sorted(set(skipped))))
+        parts.append(f"skipped {len(skipped)} by scikit-learn: " + "; ".join(sorted(set(skipped))))
     if expected:
         parts.append("expected failures: " + "; ".join(f"{k} ({v})" for k, v in expected.items()))
     return ", ".join(parts)

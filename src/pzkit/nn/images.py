@@ -24,15 +24,14 @@ def check_images(X, name="X", n_bands=None, image_shape=None, min_size=1):
     ``n_bands`` / ``image_shape`` (height, width), when given, are what the estimator was fitted on.
     """
     if hasattr(X, "to_numpy") and not isinstance(X, np.ndarray):
-        X = X.to_numpy()
+        raise InputTypeError(f"{name} must be an image array (n_objects, n_bands, height, width), "
+                             f"not a {type(X).__name__}")
     try:
         arr = np.asarray(X)
     except Exception as exc:  # ragged nested lists and the like
         raise InputTypeError(f"{name} cannot be read as an image array: {exc}") from exc
     if arr.dtype.kind not in "fiub":
         raise InputTypeError(f"{name} must hold numeric pixels, got dtype {arr.dtype}")
-    if arr.ndim == 2:  # a feature table: d-band 1×1 stamps
-        arr = arr[:, :, None, None]
     if arr.ndim != 4:
         raise InputError(f"{name} must be a 4-D image array (n_objects, n_bands, height, width); "
                          f"got {arr.ndim}-D with shape {arr.shape}")
@@ -91,6 +90,19 @@ def check_per_object(value, name, n_rows, n_cols=None, allow_nan=False, dtype=np
     return arr
 
 
+def _is_table(X):
+    """True for what is read as a feature table rather than images: sparse matrices, DataFrames and arrays of
+    at most two dimensions."""
+    import scipy.sparse
+
+    if scipy.sparse.issparse(X) or hasattr(X, "columns"):
+        return True
+    try:
+        return np.asarray(X).ndim <= 2  # no copy for arrays; np.ndim would bypass __array__
+    except (ValueError, TypeError):  # ragged nested sequences: let the image validation name the problem
+        return False
+
+
 class ImagePhotoZEstimator(NeuralPhotoZEstimator):
     """Base class of the image plugins: ``X`` is an image array (n, bands, height, width), not a feature table.
 
@@ -107,6 +119,15 @@ class ImagePhotoZEstimator(NeuralPhotoZEstimator):
     _tags = {"X_type": "images"}
 
     def _validate_X(self, X, reset):
+        if _is_table(X):
+            # a feature table: the tabular validation (scikit-learn's), then d-band 1×1 stamps
+            X, ids = super()._validate_X(X, reset)
+            if reset:
+                self.n_bands_in_, self.image_shape_ = X.shape[1], (1, 1)
+            elif tuple(self.image_shape_) != (1, 1):
+                raise InputError(f"X is a 2-D table but the estimator was fitted on {self.image_shape_[0]}×"
+                                 f"{self.image_shape_[1]} pixel images; pass images (n, bands, height, width)")
+            return X.astype(np.float32)[:, :, None, None], ids
         if not reset:
             if not hasattr(self, "zgrid_"):
                 raise NotFittedError(
@@ -119,6 +140,11 @@ class ImagePhotoZEstimator(NeuralPhotoZEstimator):
             self.image_shape_ = tuple(int(s) for s in X.shape[2:])
             self.n_features_in_ = X.shape[1]
         return X, None
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.three_d_array = False
+        return tags
 
 
 # ---------------------------------------------------------------------------------------------- augmentation

@@ -534,6 +534,11 @@ class AdversarialDA(ImagePhotoZEstimator):
                    graft_layer=4, disc_widths=(8, 8, 8, 8), disc_fc_widths=(16,), max_epochs=12, batch_size=32,
                    lr=3e-3, n_neighbors=10)
 
+    @classmethod
+    def _sklearn_check_params(cls):
+        # scikit-learn's checks pass no target field: the source-only network
+        return {"adversarial": False, "max_epochs": 2}
+
     def _conformance_data(self, random_state):
         from pzkit.testing import ConformanceData, make_toy_images
 
