@@ -233,9 +233,3 @@ def test_bad_inputs_name_the_argument(toy):
             X, z, X_target=Xt, mag_source=mag, mag_target=mt)
     # the source-only network needs neither a target nor magnitudes
     pzkit.make_estimator("adversarial_da", **dict(TINY, adversarial=False)).fit(X, z)
-
-
-def test_interrupted_fit_resumes_from_checkpoint_bit_identically(interrupted_then_resumed):
-    """Killed after epoch 2 of 4, then rerun with the same checkpoint_dir: the weights of one clean fit."""
-    est = ada.AdversarialDA._conformance_instance().set_params(max_epochs=4, random_state=5)
-    interrupted_then_resumed(est, est._conformance_data(0), kill_at=2)

@@ -1,0 +1,186 @@
+"""Fit times of the five torch plugins on the one training engine: idle machine and a busy one.
+
+Two measurements (issue 23), each fit in a fresh subprocess so that no thread setting leaks between runs:
+
+* ``--part idle``: each torch plugin fits a fixed small problem (its conformance data, longer training);
+  median of ``--repeats`` fits with this checkout and, with ``--before-src``, with an older checkout
+  (``git worktree add /tmp/pzkit_before <rev>``), alternated. Target: the engine's median within ±15 % of
+  the older code's.
+* ``--part contention``: ``baseline_nn`` on DC2 (paper settings, ``--epochs`` epochs), alternated pairs of an
+  idle fit and a fit while one CPU-bound process (a Python busy loop) occupies a core, for torch's fixed
+  thread count (``n_threads=None``: the behaviour before the engine) and the engine's ``n_threads="auto"``.
+  Target: contended / idle ≤ 1.5 with ``"auto"``.
+
+    python benchmarks/engine_timing.py --part idle --before-src /tmp/pzkit_before
+    python benchmarks/engine_timing.py --part contention
+"""
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+PLUGINS = ("baseline_nn", "mtl_nb", "bias_cnn", "adversarial_da", "pita")
+
+#: training length of the idle-timing fits, in each code version's own parameter names
+IDLE_PARAMS = {
+    "new": {
+        "baseline_nn": {"max_epochs": 60},
+        "mtl_nb": {"max_epochs": 60},
+        "bias_cnn": {"max_epochs": 12, "steps_per_epoch": 50, "lr_drop_epoch": 9, "finetune_epochs": 6,
+                     "n_threads": "auto"},
+        "adversarial_da": {"max_epochs": 30},
+        "pita": {"max_epochs": 20, "pretrain_epochs": 1, "steps_per_epoch": 10},
+    },
+    "before": {
+        "baseline_nn": {"max_epochs": 60},
+        "mtl_nb": {"max_epochs": 60},
+        "bias_cnn": {"n_iter": 600, "lr_drop_at": 450, "n_iter_finetune": 300, "n_threads": None},
+        "adversarial_da": {"max_epochs": 30},
+        "pita": {"max_steps": 200, "pretrain_steps": 10},
+    },
+}
+
+BUSY_LOOP = "while True:\n    pass\n"
+
+
+def worker(args):
+    """Fit one plugin once; print a JSON line with the fit's wall and CPU time."""
+    import pzkit
+
+    if args.plugin == "baseline_nn_dc2":
+        from pzkit.datasets import load_dc2
+
+        ds = load_dc2()
+        feat = ds.features()
+        X, y = feat.fit_transform(ds.train), ds.train["redshift"].to_numpy()
+        est = pzkit.make_estimator("baseline_nn", random_state=0, max_epochs=args.epochs)
+        if args.n_threads != "default":
+            est.set_params(n_threads=None if args.n_threads == "none" else args.n_threads)
+        fit_params = {}
+    else:
+        cls = pzkit.get_estimator_class(args.plugin)
+        est = cls._conformance_instance().set_params(random_state=0, **IDLE_PARAMS[args.version][args.plugin])
+        data = est._conformance_data(0)
+        X, y, fit_params = data.X_train, data.y_train, data.fit_params
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    est.fit(X, y, **fit_params)
+    print(json.dumps({"wall_s": time.perf_counter() - wall0, "cpu_s": time.process_time() - cpu0}))
+
+
+def run_worker(plugin, version="new", src=None, n_threads="default", epochs=20):
+    env = dict(os.environ)
+    if src is not None:  # an older checkout first on the path: its pzkit and plugins shadow the installed ones
+        paths = [os.path.join(src, "src")] + [os.path.join(src, "plugins", p, "src") for p in os.listdir(
+            os.path.join(src, "plugins"))]
+        env["PYTHONPATH"] = os.pathsep.join(paths + [env.get("PYTHONPATH", "")])
+        env["PYTHONPATH"] += os.pathsep + HERE
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--plugin", plugin, "--version", version,
+           "--n-threads", str(n_threads), "--epochs", str(epochs)]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True, cwd=src or ROOT)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def busy_process():
+    return subprocess.Popen([sys.executable, "-c", BUSY_LOOP])
+
+
+def idle_part(args):
+    rows, acceptance = [], []
+    for plugin in args.plugins:
+        times = {"new": [], "before": []}
+        for _ in range(args.repeats):
+            times["new"].append(run_worker(plugin, "new")["wall_s"])
+            if args.before_src:
+                times["before"].append(run_worker(plugin, "before", src=args.before_src)["wall_s"])
+        row = {"plugin": plugin, "new_s": [round(t, 2) for t in times["new"]],
+               "new_median_s": round(float(np.median(times["new"])), 2)}
+        if args.before_src:
+            ratio = float(np.median(times["new"]) / np.median(times["before"]))
+            row.update(before_s=[round(t, 2) for t in times["before"]],
+                       before_median_s=round(float(np.median(times["before"])), 2), ratio=round(ratio, 3))
+            acceptance.append({"criterion": f"{plugin}: idle fit time, engine / before (median of {args.repeats})",
+                               "value": round(ratio, 3), "target": "0.85–1.15", "met": bool(0.85 <= ratio <= 1.15)})
+        print(row, flush=True)
+        rows.append(row)
+    return {"rows": rows, "acceptance": acceptance}
+
+
+def contention_part(args):
+    rows = {"none": {"idle": [], "busy": []}, "auto": {"idle": [], "busy": []}}
+    for rep in range(args.repeats):
+        for setting in (("none", "auto") if rep % 2 == 0 else ("auto", "none")):
+            idle = run_worker("baseline_nn_dc2", n_threads=setting, epochs=args.epochs)["wall_s"]
+            proc = busy_process()
+            try:
+                time.sleep(1.0)  # let the competitor reach full speed
+                busy = run_worker("baseline_nn_dc2", n_threads=setting, epochs=args.epochs)["wall_s"]
+            finally:
+                proc.kill()
+                proc.wait()
+            rows[setting]["idle"].append(round(idle, 2))
+            rows[setting]["busy"].append(round(busy, 2))
+            print(setting, "idle", round(idle, 1), "busy", round(busy, 1), flush=True)
+    summary = {}
+    for setting, r in rows.items():
+        ratios = np.array(r["busy"]) / np.array(r["idle"])
+        summary[setting] = dict(r, ratios=[round(float(x), 3) for x in ratios],
+                                median_ratio=round(float(np.median(ratios)), 3))
+    ratio = summary["auto"]["median_ratio"]
+    acceptance = [
+        {"criterion": "baseline_nn DC2 fit with one competing CPU-bound process / idle, n_threads='auto' "
+                      f"(median of {args.repeats} alternated pairs)",
+         "value": ratio, "target": "<= 1.5", "met": bool(ratio <= 1.5)},
+        {"criterion": "the same ratio before the engine (torch's fixed thread count, n_threads=None); reported",
+         "value": summary["none"]["median_ratio"], "target": "reported", "met": True},
+    ]
+    return {"epochs": args.epochs, "settings": summary, "acceptance": acceptance}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--part", choices=("idle", "contention"))
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--epochs", type=int, default=20, help="baseline_nn DC2 epochs in the contention part")
+    ap.add_argument("--plugins", nargs="*", default=list(PLUGINS))
+    ap.add_argument("--before-src", default=None, help="checkout of the code to compare with (idle part)")
+    ap.add_argument("--out", default=None)
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--plugin", help=argparse.SUPPRESS)
+    ap.add_argument("--version", default="new", help=argparse.SUPPRESS)
+    ap.add_argument("--n-threads", default="default", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        if args.n_threads not in ("default", "none", "auto"):
+            args.n_threads = int(args.n_threads)
+        return worker(args)
+    if args.part is None:
+        ap.error("--part is required")
+    from pzkit.harness import machine_info, write_json
+
+    t0 = time.time()
+    result = idle_part(args) if args.part == "idle" else contention_part(args)
+    before_rev = None
+    if args.before_src:
+        before_rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=args.before_src,
+                                    capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                            text=True).stdout.strip()
+    out = {"benchmark": f"engine timing ({args.part})", "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+           "commit": commit, "before_commit": before_rev, "machine": machine_info(),
+           "platform": platform.platform(), "repeats": args.repeats, "total_s": round(time.time() - t0, 1),
+           **result}
+    path = args.out or os.path.join(HERE, "results", f"engine_timing_{args.part}.json")
+    write_json(path, out)
+    print(json.dumps(out["acceptance"], indent=1))
+
+
+if __name__ == "__main__":
+    main()
