@@ -68,7 +68,9 @@ def worker(args):
     else:
         cls = pzkit.get_estimator_class(args.plugin)
         est = cls._conformance_instance().set_params(random_state=0, **IDLE_PARAMS[args.version][args.plugin])
-        data = est._conformance_data(0)
+        from pzkit.testing import _data_for
+
+        data = _data_for(est)
         X, y, fit_params = data.X_train, data.y_train, data.fit_params
     cpu0, wall0 = time.process_time(), time.perf_counter()
     est.fit(X, y, **fit_params)
