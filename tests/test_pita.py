@@ -11,7 +11,7 @@ import pzkit  # noqa: E402
 from pzkit.exceptions import InputError  # noqa: E402
 from pzkit.testing import make_toy_images  # noqa: E402
 from pzkit_pita import PITA, colours_from_images  # noqa: E402
-from pzkit_pita.nets import KeyEncoder, KeyQueue, PITANet, augment, info_nce, step_losses  # noqa: E402
+from pzkit_pita._nets import KeyEncoder, KeyQueue, PITANet, augment, info_nce, step_losses  # noqa: E402
 
 
 def _net(n_bands=3, n_bins=10):

@@ -1,12 +1,11 @@
 """Shared pieces of pzkit's image (CNN) plugins: the estimator base, input validation, side-input checks,
-augmentation, a small convolutional encoder and fixed-shape batched inference.
+augmentation and fixed-shape batched inference.
 
 Written once here for ``bias_cnn``, ``adversarial_da`` and ``pita``; training is :mod:`pzkit.nn.engine`'s.
 """
 
 import numpy as np
 import torch
-from torch import nn
 
 from ..exceptions import InputError, InputTypeError, NotFittedError
 from .engine import NeuralPhotoZEstimator
@@ -165,29 +164,6 @@ def random_dihedral(x, generator=None):
         if sel.any():
             out[sel] = dihedral(x[sel], k)
     return out
-
-
-# ---------------------------------------------------------------------------------------------- modules
-class ConvEncoder(nn.Module):
-    """Small CNN: blocks of ``convs_per_block`` 3×3 convolutions (+ activation) per width, 2×2 max-pool between
-    blocks, global average pool at the end. ``forward`` returns the flat representation (B, ``n_out``)."""
-
-    def __init__(self, n_bands, widths=(32, 64, 128), convs_per_block=2, activation=nn.ReLU, batch_norm=False):
-        super().__init__()
-        layers, c = [], n_bands
-        for i, w in enumerate(widths):
-            for _ in range(convs_per_block):
-                layers.append(nn.Conv2d(c, w, 3, padding=1))
-                if batch_norm:
-                    layers.append(nn.BatchNorm2d(w))
-                layers.append(activation())
-                c = w
-            layers.append(nn.MaxPool2d(2) if i < len(widths) - 1 else nn.AdaptiveAvgPool2d(1))
-        self.features = nn.Sequential(*layers)
-        self.n_out = c
-
-    def forward(self, x):
-        return self.features(x).flatten(1)
 
 
 # ---------------------------------------------------------------------------------------------- loops

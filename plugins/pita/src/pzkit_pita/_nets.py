@@ -4,15 +4,39 @@ and the per-step loss routing. Kept apart from the estimator so the smoke tests 
 import copy
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from pzkit.nn import MLP
-from pzkit.nn.images import ConvEncoder, random_dihedral
+from pzkit.nn.engine import TrainingNet
+from pzkit.nn.images import random_dihedral
 
 
 # ---------------------------------------------------------------------------------------------- encoders
+class ConvEncoder(nn.Module):
+    """Small CNN: blocks of ``convs_per_block`` 3×3 convolutions (+ activation) per width, 2×2 max-pool between
+    blocks, global average pool at the end. ``forward`` returns the flat representation (B, ``n_out``)."""
+
+    def __init__(self, n_bands, widths=(32, 64, 128), convs_per_block=2, activation=nn.ReLU, batch_norm=False):
+        super().__init__()
+        layers, c = [], n_bands
+        for i, w in enumerate(widths):
+            for _ in range(convs_per_block):
+                layers.append(nn.Conv2d(c, w, 3, padding=1))
+                if batch_norm:
+                    layers.append(nn.BatchNorm2d(w))
+                layers.append(activation())
+                c = w
+            layers.append(nn.MaxPool2d(2) if i < len(widths) - 1 else nn.AdaptiveAvgPool2d(1))
+        self.features = nn.Sequential(*layers)
+        self.n_out = c
+
+    def forward(self, x):
+        return self.features(x).flatten(1)
+
+
 class _ChannelsLayerNorm(nn.LayerNorm):
     """LayerNorm over the channel axis of a (B, C, H, W) tensor, as ConvNeXt's stem and downsampling use."""
 
@@ -62,7 +86,7 @@ class ConvNeXtEncoder(nn.Module):
 
 
 def make_encoder(kind, n_bands, widths):
-    """``"small"``: pzkit's ConvEncoder (3×3 convs, no BatchNorm, as pita-z's small CNN); ``"convnext"``."""
+    """``"small"``: ConvEncoder (3×3 convs, no BatchNorm, as pita-z's small CNN); ``"convnext"``."""
     if kind == "small":
         return ConvEncoder(n_bands, widths=tuple(widths), convs_per_block=2, batch_norm=False)
     return ConvNeXtEncoder(n_bands, widths=tuple(widths))
@@ -236,3 +260,102 @@ def step_losses(net, key_encoder, queue, x_query, x_key, y, soft, colors, weight
         parts["bins"] = float(ce.detach())
     # a batch without labels gives a zero redshift loss (the paper), not a skipped step
     return total, parts
+
+
+# ---------------------------------------------------------------------------------------------- training
+class _Cycler:
+    """Batches of indices from successive shuffles of a pool (each row once per pass, no per-row loop)."""
+
+    def __init__(self, idx, rng):
+        self.idx, self.rng, self.buf = np.asarray(idx), rng, np.empty(0, dtype=np.int64)
+
+    def take(self, k):
+        while self.buf.size < k:
+            self.buf = np.concatenate([self.buf, self.rng.permutation(self.idx)])
+        out, self.buf = self.buf[:k], self.buf[k:]
+        return out
+
+
+class PITATrainingNet(TrainingNet):
+    """The engine's net for one PITA training phase.
+
+    Each batch mixes rows from ``pools`` (``[(row indices, rows per batch), ...]``, cycled without
+    replacement); ``train_step`` augments two views with ``generator_``, computes :func:`step_losses`, takes the
+    optimiser step and, when the contrastive loss is on, updates the momentum key encoder (``key_encoder_``,
+    built from the module in ``initialize_module``) and the negative queue. The queue and the pools' buffers
+    are checkpointed as extra state.
+    """
+
+    def __init__(self, module, *args, data=None, pools=(), weights=None, queue_size=4096, proj_dim=64,
+                 momentum=0.999, temperature=0.1, huber_delta=0.15, crop=64, jitter=0.0, rotation=None,
+                 noise_std=0.0, redden=None, **kwargs):
+        super().__init__(module, *args, **kwargs)
+        self.data = data
+        self.pools = pools
+        self.weights = weights
+        self.queue_size = queue_size
+        self.proj_dim = proj_dim
+        self.momentum = momentum
+        self.temperature = temperature
+        self.huber_delta = huber_delta
+        self.crop = crop
+        self.jitter = jitter
+        self.rotation = rotation
+        self.noise_std = noise_std
+        self.redden = redden
+
+    @property
+    def contrastive(self):
+        return self.weights.get("contrastive", 0) > 0
+
+    def initialize_module(self):
+        super().initialize_module()
+        if self.contrastive:
+            self.key_encoder_ = KeyEncoder(self.module_)
+        return self
+
+    def initialize(self):
+        super().initialize()
+        self.cyclers_ = [_Cycler(idx, self.rng_) for idx, _ in self.pools]
+        self.queue_ = KeyQueue(self.queue_size, self.proj_dim, self.device) if self.contrastive else None
+        return self
+
+    def draw_batch(self, n_rows):
+        return np.concatenate([c.take(k) for c, (_, k) in zip(self.cyclers_, self.pools)])
+
+    def get_extra_state(self):
+        tensors = {f"cycler{i}": torch.from_numpy(c.buf.copy()) for i, c in enumerate(self.cyclers_)}
+        values = {}
+        if self.queue_ is not None:
+            tensors["queue"] = self.queue_.keys
+            values = {"queue_ptr": self.queue_.ptr, "queue_filled": self.queue_.n_filled}
+        return tensors, values
+
+    def set_extra_state(self, tensors, values):
+        for i, c in enumerate(self.cyclers_):
+            c.buf = tensors[f"cycler{i}"].numpy()
+        if self.queue_ is not None:
+            self.queue_.keys.copy_(tensors["queue"])
+            self.queue_.ptr, self.queue_.n_filled = values["queue_ptr"], values["queue_filled"]
+
+    def train_step(self, batch, **fit_params):
+        self._set_training(True)
+        d, gen = self.data, self.generator_
+        idx = batch[0].to(self.device)
+        x, cols = d["images"][idx], d["colors"][idx]
+        if self.redden is not None:
+            x, cols = self.redden(x, cols, gen)
+        view = (self.crop, self.jitter, self.rotation, float(self.noise_std), gen)
+        xq = augment(x, *view)
+        xk = augment(x, *view) if self.contrastive else None
+        total, parts = step_losses(self.module_, getattr(self, "key_encoder_", None), self.queue_, xq, xk,
+                                   d["y"][idx], d["soft"][idx], cols, self.weights, float(self.huber_delta),
+                                   float(self.temperature))
+        self.optimizer_.zero_grad(set_to_none=True)
+        if total.requires_grad:
+            total.backward()
+            self.optimizer_.step()
+        if self.contrastive:
+            self.key_encoder_.momentum_update(self.module_, float(self.momentum))
+            self.queue_.enqueue(parts.pop("keys"))
+        return {"loss": total.detach(), "parts": parts}
