@@ -9,9 +9,9 @@ import torch
 
 from pzkit.exceptions import InputError, NotFittedError
 from pzkit.metrics import mode_collapse_distance, residual_vs_z, sigma_nmad
-from pzkit.nn.backbones import NetP, NetS, make_backbone
 from pzkit.nn.images import dihedral
-from pzkit_bias_cnn import BiasCNN, _Net, preprocess_eq1
+from pzkit_bias_cnn import BiasCNN, preprocess_eq1
+from pzkit_bias_cnn._nets import NetP, NetS, _Net, make_backbone
 from pzkit_bias_cnn._steps import (
     AUG_PROBS,
     LabelModel,

@@ -1,4 +1,5 @@
-"""CNN backbones of the bias-corrected CNN paper (Lin et al., arXiv:2202.09964; spec ``bias_cnn.md`` §2).
+"""Networks of the bias_cnn plugin: the CNN backbones of Lin et al. (2022), the multi-head chain network and
+the engine's net for one training phase.
 
 Each backbone maps an image batch (B, n_bands, H, W) plus an optional per-object side vector (B, n_side), such
 as the Galactic E(B−V), to a flat **representation** (B, ``n_repr``): the penultimate fully connected layer of
@@ -24,8 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["NetS", "NetP", "Inception", "FlatFeatures", "make_backbone", "BACKBONES"]
-
+from pzkit.nn.engine import TrainingNet
 
 def _activation(name, channels=None):
     if name == "relu":
@@ -199,3 +199,67 @@ class FlatFeatures(nn.Module):
 
     def forward(self, x, side=None):
         return self.representation(x, side)
+
+
+# ---------------------------------------------------------------------------------------------- chain and training
+class _Net(nn.Module):
+    """Backbone + named output units: a single head (``baseline``) or m z-heads + a magnitude head per stage."""
+
+    def __init__(self, backbone, m, head_bins):
+        super().__init__()
+        self.backbone = backbone
+        self.m = m
+        self.heads = nn.ModuleDict()
+        self.mag_heads = nn.ModuleDict()
+        for name, nb in head_bins.items():
+            self.add_head(name, nb)
+
+    def add_head(self, name, nb):
+        r = self.backbone.n_repr
+        if name == "baseline":
+            self.heads[name] = nn.Linear(r, nb)
+        else:
+            self.heads[name] = nn.Linear(r, self.m * nb)
+            self.mag_heads[name] = nn.Linear(r, self.m)
+        return self.heads[name]
+
+    def logits(self, rep, name):
+        """(z logits (B, m, nb) or (B, nb) for the baseline, magnitude logits (B, m) or None)."""
+        z = self.heads[name](rep)
+        if name == "baseline":
+            return z, None
+        return z.reshape(rep.shape[0], self.m, -1), self.mag_heads[name](rep)
+
+    def density(self, rep, name):
+        """Bin probabilities (B, nb): softmax (baseline) or Eq. 2, p(z) = Σ_j p(r_j) p(z | r_j)."""
+        z, mag = self.logits(rep, name)
+        if mag is None:
+            return torch.softmax(z, dim=-1)
+        return torch.einsum("bj,bjn->bn", torch.softmax(mag, dim=-1), torch.softmax(z, dim=-1))
+
+
+class BiasPhaseNet(TrainingNet):
+    """The engine's net for one training phase of the chain (end to end, or one head on the frozen backbone).
+
+    ``batch_loss(rows, rng)`` returns the loss of the rows the engine drew (uniformly with replacement, as the
+    reference code); ``rng`` is the net's generator, from which the loss draws its augmentations. Only the
+    parameters whose names start with one of ``trainable`` (None: all that require a gradient) are optimised.
+    """
+
+    def __init__(self, module, *args, batch_loss=None, trainable=None, **kwargs):
+        super().__init__(module, *args, **kwargs)
+        self.batch_loss = batch_loss
+        self.trainable = trainable
+
+    def get_all_learnable_params(self):
+        for name, param in self.module_.named_parameters():
+            if self.trainable is None and param.requires_grad or (
+                    self.trainable is not None and name.startswith(tuple(self.trainable))):
+                yield name, param
+
+    def train_step(self, batch, **fit_params):
+        loss = self.batch_loss(batch[0].numpy(), self.rng_)
+        self.optimizer_.zero_grad()
+        loss.backward()
+        self.optimizer_.step()
+        return {"loss": loss.detach()}
