@@ -8,7 +8,7 @@ from pzkit.exceptions import InputError  # noqa: E402
 from pzkit.testing import make_toy_catalog  # noqa: E402
 
 pytest.importorskip("pzkit_mtl_nb", reason="SKIPPED: plugin mtl_nb not installed")
-from pzkit_mtl_nb import _MTLNet  # noqa: E402
+from pzkit_mtl_nb._nets import _MTLNet  # noqa: E402
 
 FAST = dict(hidden=(32, 32), max_epochs=8, batch_size=64, lr_step=5)
 
