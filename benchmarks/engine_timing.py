@@ -2,7 +2,8 @@
 
 Two measurements (issue 23), each fit in a fresh subprocess so that no thread setting leaks between runs:
 
-* ``--part idle``: each torch plugin fits a fixed small problem (its conformance data, longer training);
+* ``--part idle``: ``baseline_nn`` fits DC2 (``--epochs``), the other torch plugins their conformance data
+  with longer training;
   median of ``--repeats`` fits with this checkout and, with ``--before-src``, with an older checkout
   (``git worktree add /tmp/pzkit_before <rev>``), alternated. Target: the engine's median within ±15 % of
   the older code's.
@@ -27,26 +28,24 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-PLUGINS = ("baseline_nn", "mtl_nb", "bias_cnn", "adversarial_da", "pita")
 
 #: training length of the idle-timing fits, in each code version's own parameter names
 IDLE_PARAMS = {
     "new": {
-        "baseline_nn": {"max_epochs": 60},
-        "mtl_nb": {"max_epochs": 60},
-        "bias_cnn": {"max_epochs": 12, "steps_per_epoch": 50, "lr_drop_epoch": 9, "finetune_epochs": 6,
-                     "n_threads": "auto"},
-        "adversarial_da": {"max_epochs": 30},
-        "pita": {"max_epochs": 20, "pretrain_epochs": 1, "steps_per_epoch": 10},
+        "mtl_nb": {"max_epochs": 300},
+        "bias_cnn": {"max_epochs": 36, "steps_per_epoch": 50, "lr_drop_epoch": 27, "finetune_epochs": 18},
+        "adversarial_da": {"max_epochs": 80},
+        "pita": {"max_epochs": 80, "pretrain_epochs": 1, "steps_per_epoch": 10},
     },
     "before": {
-        "baseline_nn": {"max_epochs": 60},
-        "mtl_nb": {"max_epochs": 60},
-        "bias_cnn": {"n_iter": 600, "lr_drop_at": 450, "n_iter_finetune": 300, "n_threads": None},
-        "adversarial_da": {"max_epochs": 30},
-        "pita": {"max_steps": 200, "pretrain_steps": 10},
+        "mtl_nb": {"max_epochs": 300},
+        "bias_cnn": {"n_iter": 1800, "lr_drop_at": 1350, "n_iter_finetune": 900},
+        "adversarial_da": {"max_epochs": 80},
+        "pita": {"max_steps": 800, "pretrain_steps": 10},
     },
 }
+#: the idle comparison: baseline_nn on DC2 (``--epochs``), the others on their conformance data
+IDLE_PLUGINS = ("baseline_nn_dc2", "mtl_nb", "bias_cnn", "adversarial_da", "pita")
 
 BUSY_LOOP = "while True:\n    pass\n"
 
@@ -78,6 +77,7 @@ def worker(args):
 
 
 def run_worker(plugin, version="new", src=None, n_threads="default", epochs=20):
+    """One fit in a fresh interpreter (``src``: an older checkout put first on the path)."""
     env = dict(os.environ)
     if src is not None:  # an older checkout first on the path: its pzkit and plugins shadow the installed ones
         paths = [os.path.join(src, "src")] + [os.path.join(src, "plugins", p, "src") for p in os.listdir(
@@ -99,9 +99,9 @@ def idle_part(args):
     for plugin in args.plugins:
         times = {"new": [], "before": []}
         for _ in range(args.repeats):
-            times["new"].append(run_worker(plugin, "new")["wall_s"])
+            times["new"].append(run_worker(plugin, "new", epochs=args.epochs)["wall_s"])
             if args.before_src:
-                times["before"].append(run_worker(plugin, "before", src=args.before_src)["wall_s"])
+                times["before"].append(run_worker(plugin, "before", src=args.before_src, epochs=args.epochs)["wall_s"])
         row = {"plugin": plugin, "new_s": [round(t, 2) for t in times["new"]],
                "new_median_s": round(float(np.median(times["new"])), 2)}
         if args.before_src:
@@ -150,8 +150,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--part", choices=("idle", "contention"))
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--epochs", type=int, default=20, help="baseline_nn DC2 epochs in the contention part")
-    ap.add_argument("--plugins", nargs="*", default=list(PLUGINS))
+    ap.add_argument("--epochs", type=int, default=20, help="baseline_nn DC2 epochs")
+    ap.add_argument("--plugins", nargs="*", default=list(IDLE_PLUGINS))
     ap.add_argument("--before-src", default=None, help="checkout of the code to compare with (idle part)")
     ap.add_argument("--out", default=None)
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)

@@ -1,4 +1,4 @@
-"""bias_cnn plugin (Lin et al.): network-free pieces (grid, interlacing, balancing, Eqs. 4–8), the spec's T2
+"""bias_cnn plugin (Lin et al.): network-free pieces (grid, interlacing, balancing, Eqs. 4–8), test T2
 (prior-induced residuals with an oracle classifier) and T3 (Steps 1–3 end to end on frozen features), the
 backbones, and the plugin's side inputs and bad-input errors. The conformance suite runs in test_conformance.py.
 """

@@ -1,6 +1,6 @@
 """ZPhotCalibrator (Step 4 of the bias-CNN paper, model-agnostic) and the tomographic Δ⟨z⟩ metric.
 
-T1 of ``specs/bias_cnn.md`` §6: an estimator unbiased versus z_spec shows regression dilution versus z_photo;
+Test T1: an estimator unbiased versus z_spec shows regression dilution versus z_photo;
 the calibrator, fitted on a training set with a different n(z), removes it.
 """
 

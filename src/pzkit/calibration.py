@@ -1,8 +1,8 @@
 r"""Model-agnostic corrections of point photo-z.
 
-:class:`ZPhotCalibrator` is Step 4 of the bias-CNN paper (Lin et al., arXiv:2202.09964, §3.2.4 and §4.3; spec
-``bias_cnn.md`` §1.5): it removes the z_photo-dependent mean residual of any estimator's point estimates, using
-a labelled training set resampled to the test sample's (z_photo, magnitude) distribution.
+:class:`ZPhotCalibrator` is Step 4 of the bias-CNN paper (Lin et al., arXiv:2202.09964, §3.2.4 and §4.3): it
+removes the z_photo-dependent mean residual of any estimator's point estimates, using a labelled training set
+resampled to the test sample's (z_photo, magnitude) distribution.
 """
 
 import numpy as np
@@ -58,7 +58,7 @@ class ZPhotCalibrator(BaseEstimator):
     ``n_coarse_bins`` (reference code: 40) over the same range. Rows: ``n_rows`` rows of ``mag_step`` from
     ``mag_min``; magnitudes outside go to the edge rows, NaN to the last row; with ``mag=None`` every object is
     in one row. z_photo outside [zmin, zmax] (possible after the Step-3 range extension) is clipped into the
-    edge cells (a suggestion of the spec; the reference code leaves such objects uncorrected).
+    edge cells (the reference code leaves such objects uncorrected).
 
     Assumption (paper): training and test sets share the sampling *within* each (z_spec, row) cell. The
     correction flattens the mean residual versus z_photo and re-creates a slope versus z_spec: use it only

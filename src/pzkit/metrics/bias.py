@@ -1,4 +1,4 @@
-r"""Residual-bias diagnostics of the bias-CNN paper (Lin et al., arXiv:2202.09964; spec ``bias_cnn.md`` §4).
+r"""Residual-bias diagnostics of the bias-CNN paper (Lin et al. 2022, A&A 662, A36, arXiv:2202.09964).
 
 * :func:`residual_vs_z` — mean Δz in bins of z_spec or z_photo, plus the piecewise-linear slopes (Eq. 9)
   below and above a break point.

@@ -517,7 +517,7 @@ def lts_line(x, y, sigma_x, sigma_y, clip=2.6, frac=0.5, n_starts=500, pivot=Non
 def som_cell_diagnostics(colors, z_true, z_pred, som=None, min_count=30, sigma_x=0.005, outlier_threshold=0.05,
                          clip=2.6, frac=0.5, n_starts=200, properties=None, fit_colors=None, cells=None,
                          grid_shape=None, som_kwargs=None, random_state=None):
-    r"""Per-SOM-cell scatter, slope and attenuation-bias split (Moran et al., spec §3).
+    r"""Per-SOM-cell scatter, slope and attenuation-bias split (Moran et al. 2025, arXiv:2507.06299, §3).
 
     Objects are assigned to cells by their BMU in colour space (``colors``, e.g. u−r, g−r, r−i, r−z). For every
     cell with N ≥ ``min_count`` objects, with Δz = (z_p − z_s)/(1 + z_s) and NMAD(t, p) = 1.4826·median|Δ −

@@ -279,7 +279,7 @@ def _label_mask(rng, labels, z, m):
     return mask
 
 
-#: PAUS+COSMOS-like photo-z precision: σ68 at i = 18 … 23 (mtl_nb spec §2, from the authors' code), absolute.
+#: PAUS+COSMOS-like photo-z precision: σ68 at i = 18 … 23 (from the MTL-NB authors' code), absolute.
 _ZPAUS_I = np.arange(18.0, 23.5, 1.0)
 _ZPAUS_SIG = np.array([0.0025, 0.003, 0.004, 0.0045, 0.0055, 0.007])
 _ZPAUS_FIT = np.polyfit(_ZPAUS_I, _ZPAUS_SIG, 2)

@@ -168,9 +168,9 @@ def _cosmos_paus():
     fwhm = {"u": 0.90, "B": 0.95, "V": 1.30, "r": 1.00, "i": 0.95, "z": 1.15}
     domains = {"cosmos": _ground(depth, fwhm, 0.15, 0.018, 0.003)}
     cfg = _base("cosmos_paus", "cosmos", bands, "i", 0.0, 1.5, 17.0, 25.0, 0.33, domains, {}, (
-        "COSMOS+PAUS-like (MTL-NB spec §2, §5): u B V r i z + 40 PAUS-like narrow bands; train: i < 23 with "
+        "COSMOS+PAUS-like (Cabayol et al. 2023, §2): u B V r i z + 40 PAUS-like narrow bands; train: i < 23 with "
         "narrow bands, 1/3 labelled (biased to z < 1.2) and zpaus photo-z for all; test: i < 25, broad bands only"))
-    # NB depths (5σ): PAUS design "~22.5 AB in the narrow bands" (Bauer et al., ASP Conf. Ser.), the MTL spec's
+    # NB depths (5σ): PAUS design "~22.5 AB in the narrow bands" (Bauer et al., ASP Conf. Ser.), the MTL paper's
     # guess 22.5–23, blue NBs deeper than red ones; 0.8% inter-band calibration
     # (Serrano et al. 2023) -> 0.01 mag floor
     cfg["narrow_bands"] = {"filters": "paus", "depth": [23.0, 22.5], "error_floor": 0.01}
@@ -205,7 +205,7 @@ def _hsc_udf():
     domains = {
         # source: HSC UltraDeep COSMOS + CLAUDS u (COSMOS has both u and u*)
         "cosmos_udf": _ground(_HSC_UD, _HSC_FWHM, 0.168, 0.018, 0.003),
-        # targets (adversarial-DA spec §3, §6): depth, seeing, u vs u*, Galactic E(B−V), zero points
+        # targets (the adversarial-DA paper's fields): depth, seeing, u vs u*, Galactic E(B−V), zero points
         "cosmos_deep": _ground(_HSC_DEEP, _HSC_FWHM, 0.168, 0.018, 0.003, filters={"u": "cfht_megacam-ustar"}),
         "xmm_deep": _shifted_field(),
         "elais_deep": _ground(_HSC_DEEP, _HSC_FWHM, 0.168, 0.010, 0.003),

@@ -1,9 +1,9 @@
 """The ``AdversarialDA`` estimator: band-pair CNN photo-z with unsupervised adversarial domain adaptation.
 
-The method of the HSC-CLAUDS paper (spec ``adversarial_da.md``): a CNN trained on a labelled source field
-(COSMOS UltraDeep) is adapted to one unlabelled target field by an adversarial module grafted on a layer of
-its trunk, trained with the inverted-label ("confusion") loss, with magnitude-matched target sampling and an
-optional "same field or not" pair discriminator.
+The method of the HSC-CLAUDS domain-adaptation paper (see ``docs/plugins/adversarial_da.md``): a CNN trained
+on a labelled source field (COSMOS UltraDeep) is adapted to one unlabelled target field by an adversarial
+module grafted on a layer of its trunk, trained with the inverted-label ("confusion") loss, with
+magnitude-matched target sampling and an optional "same field or not" pair discriminator.
 """
 
 import functools
@@ -90,54 +90,72 @@ def pdf_width(probs, edges, level=0.68):
 class AdversarialDA(ImagePhotoZEstimator):
     """Band-pair CNN photo-z classifier adapted to one unlabelled target field by an adversarial module.
 
-    ``fit(X, y, X_target=..., mag_source=..., mag_target=...)``: ``X`` (n, bands, H, W) are the labelled
-    source stamps, ``X_target`` the unlabelled stamps of **one** target field (one model per target field, as
-    in the paper), ``mag_source``/``mag_target`` the reference (i-band) magnitudes used to match them.
-    ``predict``/``estimate_pdf`` take stamps from any domain and no side input. The ensemble's ancil holds
-    ``pdfw``, the width of the central 68 % interval of each PDF (the paper's PDFw; it flags PDFw > 1.5 as
-    very insecure).
+    Each adjacent band pair goes through its own convolutional branch; a shared trunk and fully connected
+    layers give a softmax over the grid's redshift bins, trained with cross-entropy on the labelled source
+    stamps ``X``. A discriminator grafted on a trunk layer learns to tell source from target stamps
+    (``X_target``, one unlabelled field per model) while the layers upstream learn to confuse it; targets are
+    drawn matched to the source objects in reference magnitude (``mag_source``, ``mag_target``). ``predict``
+    and ``estimate_pdf`` take stamps only; the ancil holds ``pdfw``, the width of the central 68 % interval.
 
-    **Network.** Each adjacent band pair (u,g), (g,r), … goes through its own branch of two 3×3 convolutions
-    (``branch_width`` channels each; one grouped convolution); the branches are concatenated along channels
-    and fed to a shared trunk of 3×3 conv + PReLU layers (``trunk_widths``; 2×2 average pool after every
-    second layer), then global average pooling, FC layers (``fc_widths``) and a softmax over the
-    ``nzbins − 1`` redshift bins of the grid (the paper: 360 bins over 0 < z < 6, the default here), trained
-    with cross-entropy on one-hot bins. The point estimate is the PDF median (``point_estimate="median"``).
-    Members of an ensemble (``n_members``) are trained with different seeds and their PDFs averaged.
+    Parameters
+    ----------
+    zmin, zmax, nzbins, point_estimate, random_state
+        See :class:`pzkit.PhotoZEstimator`; the defaults are the paper's 360 bins over 0 < z < 6 and the
+        PDF median.
+    branch_width : int, default 16
+        Channels of the two 3×3 convolutions of each band-pair branch.
+    trunk_widths : tuple of int, default (32, 32, 64, 64, 96, 96)
+        Channels of the trunk's 3×3 convolution + PReLU layers (2×2 average pooling after every second one).
+    fc_widths : tuple of int, default (128,)
+        Fully connected layers after the global average pooling.
+    graft_layer : int, default 5
+        Trunk layer (1-based) whose output feeds the discriminator (the paper: the fifth).
+    adversarial : bool, default True
+        Train with the discriminator; False gives the source-only network (no ``X_target`` needed).
+    adversarial_loss : {"inverted", "grl"}, default "inverted"
+        The paper's inverted-label (confusion) loss, or a gradient-reversal layer with the DANN schedule.
+    adversarial_weight : float, default 1.0
+        Weight of the confusion loss (the paper: 1).
+    discriminator : {"domain", "pair"}, default "domain"
+        Classify feature maps by field, or pairs of feature maps as "same field or not".
+    disc_widths : tuple of 4 int, default (156, 156, 128, 128)
+        Convolution widths of the discriminator (the paper's).
+    disc_fc_widths : tuple of int, default (256,)
+        Fully connected layers of the discriminator.
+    magnitude_matching : bool, default True
+        Draw each source object's target among its ``n_neighbors`` nearest in reference magnitude (False:
+        uniform draws; then ``mag_source`` and ``mag_target`` are not needed).
+    n_neighbors : int, default 30
+        Neighbours in reference magnitude for the matching and the pair partners.
+    max_epochs : int, default 50
+        Passes over the source stamps (the paper: 50).
+    batch_size : int, default 64
+        Source rows per optimiser step, with as many target rows.
+    lr : float, default 1e-3
+        Adam learning rate of the network and the discriminator.
+    weight_decay : float, default 0.0
+        Adam weight decay.
+    augment : bool, default True
+        Random 90° rotations and flips of the training stamps (square stamps only).
+    n_members, device, precision, n_threads, callbacks, checkpoint_dir, verbose
+        See :class:`pzkit.nn.engine.NeuralPhotoZEstimator`.
 
-    **Adversarial module** (``adversarial=True``), grafted at the output of trunk layer ``graft_layer`` (the
-    paper: the fifth): conv ``disc_widths[0]``, conv ``[1]``, pool, conv ``[2]``, conv ``[3]``, pool, FC
-    ``disc_fc_widths``, 2 classes (the paper: 156, 156, 128, 128). At every iteration a source batch
-    feeds the redshift CE and, with an equal-size target batch, the discriminator; the discriminator is
-    updated with the true domain labels (source 0, target 1) and the layers upstream of the graft with the
-    inverted labels (confusion loss, weight ``adversarial_weight`` = 1 in the paper), both in the same
-    optimiser step at one learning rate. ``adversarial_loss="grl"`` uses a gradient-reversal layer with the
-    DANN schedule λ = 2/(1+e^(−10p)) − 1 instead (an option, not the paper's).
+    Attributes
+    ----------
+    modules_ : list of torch.nn.Module
+        The fitted networks, one per ensemble member (the discriminator is not kept).
+    history_ : list of list of dict
+        Per member, one row per training epoch, with ``train_loss`` and ``phase`` (``"adversarial"`` or
+        ``"source_only"``).
+    scale_ : ndarray of shape (n_bands,)
+        Per-band pixel scale of the ``asinh(pixel / scale)`` normalisation, from the source stamps.
+    adversarial_used_ : bool
+        Whether the discriminator was trained.
 
-    **Magnitude matching** (``magnitude_matching=True``): each source object of a batch is paired with a
-    random target among its ``n_neighbors`` (30) nearest in reference magnitude. Off: uniform target draws.
-
-    **Pair discriminator** (``discriminator="pair"``): the adversary classifies pairs of feature maps
-    concatenated along the width axis as same field (0) or not (1): 25 % source–source, 25 % target–target
-    (partners drawn among the 30 nearest in magnitude within the field), 50 % source–target (the matched
-    pair), random left/right order. The confusion loss inverts these labels too.
-
-    Deviations from the paper, and why:
-
-    * The paper's trunk (Ait Ouahmed et al. 2024, P19-like inception network) is not specified; a plain
-      conv trunk with configurable widths replaces it, CPU-sized by default.
-    * Optimiser, learning rate, batch size, augmentation and image normalisation are not given: Adam
-      (``lr``), ``batch_size`` 64, random 90° rotations and flips (``augment``) and a fixed per-band
-      ``asinh(pixel / σ_band)`` with σ_band the source pixels' robust (MAD) scale, applied unchanged to
-      every domain (no per-image normalisation, which would erase the magnitude).
-    * The training-set de-spiking with a per-epoch redraw and the 80/20 cross-validation folds belong to the
-      data preparation, not to the estimator; they are not done here.
-    * No validation-based early stopping: the paper trains a fixed 50 epochs (``max_epochs``).
-    * ``zmax``/``nzbins`` default to the paper's 0 < z < 6 in 360 bins.
-
-    **Checkpoints** (``checkpoint_dir``): each member's networks, optimiser, loop counters and random states
-    are saved after every epoch; an interrupted ``fit`` started again with the same parameters and data
-    resumes there and ends with the same weights as an uninterrupted fit.
+    Notes
+    -----
+    The paper, pzkit's implementation of it and every deviation from it are described in
+    ``docs/plugins/adversarial_da.md``.
     """
 
     _tags = {"fit_inputs": {"X_target": "target:images", "mag_source": "mag", "mag_target": "target:mag"},

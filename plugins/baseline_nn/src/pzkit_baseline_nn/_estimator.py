@@ -6,37 +6,50 @@ from ._nets import baseline_network
 
 
 class BaselineNN(TorchPhotoZEstimator):
-    """The single-task baseline network of the PAUS multi-task paper (Cabayol et al. 2023, §3.2).
+    """Fully connected photo-z classifier over redshift bins: the single-task baseline of Cabayol et al. (2023).
 
-    Architecture (paper): fully connected layers of widths 300:500:1000:500:300, each followed by a 2 %
-    dropout layer, and a softmax output over redshift bins. Training (paper): cross-entropy against the
-    spec-z bin, Adam, 100 epochs, learning rate 1e-3 divided by 10 every 25 epochs. ``n_members`` networks
-    trained from different seeds are averaged (the paper trains ten networks for out-of-sample predictions;
-    averaging them is pzkit's ensemble option).
-
-    Choices where the paper is silent or differs from pzkit's needs (see specs/mtl_nb.md):
-
-    * activation: ReLU (the paper does not say; the authors' code uses ReLU);
-    * output bins: the ``nzbins - 1`` bins between grid points (the paper: 1,500 bins of 0.001 over 0–1.5;
-      on DC2's 0–3 grid the default is 300 bins of 0.01), so the output is a ``qp.hist``;
-    * batch size: 512 (not stated; the authors' code uses 500);
-    * inputs: whatever features it is given (the paper: 5 broad-band colours; with ``PhotometryFeatures``
-      the reference magnitude is added). ``standardize=True`` z-scores them, which the paper does not do
-      (its code feeds raw colours); set ``standardize=False`` to be literal. Standardising makes training
-      insensitive to the magnitude column's scale;
-    * early stopping: off by default (faithful); ``early_stopping=True`` holds out ``valid_fraction``.
+    A multilayer perceptron (ReLU, dropout after every hidden layer) maps the feature table to a softmax over
+    the ``nzbins - 1`` bins between grid points. It is trained with cross-entropy against the bin of each
+    redshift, with Adam and a step-decayed learning rate. The PDF is the softmax, averaged over the
+    ``n_members`` networks, as a ``qp.hist``. The same network is the trunk of
+    :class:`pzkit_mtl_nb.MTLNarrowBand`.
 
     Parameters
     ----------
-    hidden : tuple of int
+    hidden : tuple of int, default (300, 500, 1000, 500, 300)
         Widths of the hidden layers.
-    dropout : float
+    dropout : float, default 0.02
         Dropout probability after each hidden layer.
     zmin, zmax, nzbins, point_estimate, random_state
         See :class:`pzkit.PhotoZEstimator`.
-    max_epochs, batch_size, lr, lr_step, lr_gamma, n_members, standardize, early_stopping, valid_fraction,
-    patience, device, precision, checkpoint_dir, verbose
-        See :class:`pzkit.nn.TorchPhotoZEstimator`.
+    lr_step : int, default 25
+        Epochs between two learning-rate steps.
+    lr_gamma : float, default 0.1
+        Factor applied to the learning rate at each step.
+    standardize : bool, default True
+        z-score the features with the training set's mean and standard deviation.
+    early_stopping : bool, default False
+        Stop on the loss of a held-out validation split (skorch's ``EarlyStopping``).
+    valid_fraction : float, default 0.1
+        Fraction of the training rows held out when ``early_stopping`` is on.
+    patience : int, default 10
+        Epochs without improvement of the validation loss before training stops.
+    max_epochs, batch_size, lr, n_members, device, precision, n_threads, callbacks, checkpoint_dir, verbose
+        See :class:`pzkit.nn.engine.NeuralPhotoZEstimator`.
+
+    Attributes
+    ----------
+    modules_ : list of torch.nn.Module
+        The fitted networks, one per ensemble member.
+    history_ : list of list of dict
+        Per member, one row per training epoch, with ``train_loss`` and ``phase``.
+    mean_, scale_ : ndarray of shape (n_features,)
+        The feature standardisation (zeros and ones when ``standardize=False``).
+
+    Notes
+    -----
+    The paper, pzkit's implementation of it and every deviation from it are described in
+    ``docs/plugins/baseline_nn.md``.
     """
 
     def __init__(self, hidden=(300, 500, 1000, 500, 300), dropout=0.02, zmin=0.0, zmax=3.0, nzbins=301,

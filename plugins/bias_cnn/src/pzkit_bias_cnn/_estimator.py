@@ -47,141 +47,90 @@ def preprocess_eq1(X, scale=1.0):
 
 
 class BiasCNN(ImagePhotoZEstimator):
-    r"""CNN photo-z classifier with the four-step bias correction of Lin et al. (2022), as pzkit plugin ``bias_cnn``.
+    r"""CNN photo-z classifier with the bias correction of Lin et al. (2022): pzkit plugin ``bias_cnn``.
 
-    Input: image stamps ``X`` (n, bands, H, W), the per-object reference magnitude ``mag`` (the dereddened r in
-    the paper) and optionally the Galactic ``ebv``: ``fit(X, y, mag=..., ebv=None)``, ``predict(X, mag=...)``.
-    Redshift is classified into the ``nzbins − 1`` bins between ``zmin`` and ``zmax`` (n bins of width w).
-
-    **Stages** (``stage`` picks the output; earlier steps of the chain are kept and readable with
-    :meth:`predict_stage` / :meth:`stage_probabilities`):
-
-    * ``"baseline"`` — one softmax head over the n bins, trained end to end (the paper's Baseline).
-    * ``"step1"`` — the multi-channel output unit, trained end to end: m = ``n_mag_outputs`` redshift heads and
-      one magnitude head over 2m−1 interlaced magnitude rows of ``mag_step`` from ``mag_min`` (output k covers
-      rows 2k−1, 2k, 2k+1). Labels: one-hot (two-hot 0.5/0.5 for odd rows) on the magnitude head, one-hot
-      z_spec bin on the active z-head(s), flat 1/n on the inactive ones; loss = Σ of the m+1 cross-entropies.
-      The density is Eq. 2, p(z) = Σ_j p(r_j) p(z | r_j).
-    * ``"step2"`` — representation frozen; the (z bin × row) cells of the training set are under-sampled to at
-      most ``th`` objects each (each ensemble member its own random subset) and the z-heads are fine-tuned
-      from their Step-1 weights with hard labels.
-    * ``"step3"`` — the z-heads get ``ext_low`` / ``ext_high`` appended bins (default n/2 each, as for SDSS),
-      are re-initialised and trained on the balanced subset with soft Gaussian labels: σ1 per magnitude
-      output fitted by Eq. 4 on Step-2 in-sample z_mode pre-estimates (≤ ``label_fit_cap`` objects), the error
-      curve σ2² of Eqs. 5–6, the profile variance of Eq. 7 and the mean-shifted centre z* = 2z0 − z̄ of Eq. 8.
-      Estimates may fall below ``zmin`` or above ``zmax``: after a Step-3 stage the fitted ``zgrid_`` is the
-      **extended** grid (``zmin − ext_low·w`` to ``zmax + ext_high·w``), and the PDFs live on it.
-    * variants ``"step3a"`` (hard labels at the shifted centres), ``"step3b"`` (soft labels, no shift),
-      ``"step3_skip2"`` (the paper's 3\2: Step 3 right after Step 1, on the whole training set). Extra Step-3
-      variants can be trained on the same chains with ``extra_stages``.
-
-    Step 4 is model-agnostic: :class:`pzkit.calibration.ZPhotCalibrator`.
-
-    **Ensembles:** ``n_members`` independent chains (own initialisation, batches and balanced subset). Their
-    stage PDFs are averaged; the point estimate is the mode of the average (``point_estimate="mode"``, the
-    paper's z_mode, is the documented output). **These PDFs are not calibrated posteriors** (the paper says so:
-    the prior is unresolved, inactive heads add a flat floor that drags z_mean and z_median towards the centre of
-    the range). They are exposed as ``qp.hist`` ensembles for convenience only; use z_mode.
-
-    **Pre-processing and augmentation:** pixels are multiplied by ``pixel_scale`` (CFHTLS in the paper: 1e−3)
-    and stretched with Eq. 1, I = sign(I0)(√(|I0|+1) − 1). Every training step draws, per object, a rotation by
-    k·90° (k uniform in 0–3) followed by a flip along one axis, the other, or none (⅓ each); no test-time
-    augmentation. Steps 2–3 train only heads on a frozen backbone, so the representations of the 8 dihedral
-    transforms are computed once and sampled with the paper's probabilities (exact, and much cheaper), unless
-    that cache would exceed ``cache_mb``.
-
-    **Choices on the spec's ambiguity table** (``specs/bias_cnn.md`` §7):
-
-    1. Step-1 iterations: ``n_iter=120000`` with the learning rate ``lr`` → ``lr_late`` at ``lr_drop_at=60000``
-       (Table 2 and code), configurable.
-    2. 60k down-sample: only the label-fitting set (Eqs. 4–8) is capped at ``label_fit_cap=60000`` objects;
-       Steps 2–3 train on the full balanced subset.
-    3. p(z_spec | r_o) in Eq. 8: the histogram of the magnitude *output* (paper) by default;
-       ``shift_hist="row"`` uses the object's input row (reference code).
-    4. Steps 2–3 fine-tune the z-heads only; the magnitude head stays at its Step-1 weights
-       (``tune_mag_head=True`` tunes it too).
-    5. Step-3 z-heads are re-initialised (their width changes).
-    6. Eqs. 4–8 in bin units on bin-index grids; Eq. 4 and Eq. 6 kernels truncated to the initial range; z0 is
-       the z_spec bin index; guards: no shift when the profile σ < 0.1 bin, hard one-hot at floor(z*) when
-       σ1 < 0.1 bin. Eq. 4: the first local minimum of a log-grid scan upwards from 0 (the code starts a local
-       solver at 1 bin), refined by a bounded 1-D minimisation, within [0, min(1000, 4n)] bins.
-    7. Pre-estimates are in-sample: the Step-2 model (Step-1 for 3\2) on the same subset it was tuned on.
-    8. Step-4 training predictions: pass the (ensemble) Step-3 z_mode of the full training set to
-       :class:`~pzkit.calibration.ZPhotCalibrator` (the balanced subset is the caller's option); resample size
-       N_test, 5 resamples averaged.
-    9. Step-4 cells: the n fine bins for resampling, 40 coarse z_photo bins over [zmin, zmax] × the same rows
-       for the correction; z_photo outside the range is clipped into the edge cells (the code leaves it
-       uncorrected); the reference code's half-row shift of the row edges is not reproduced.
-    10.–12. Residual curves and slopes are :func:`pzkit.metrics.residual_vs_z` (unweighted by default, Eq. 6
-       weights can be passed; standard errors; two independent weighted lines, z_b configurable).
-    14. The TV simulated floor is not implemented here (the benchmark reports TV against the Baseline's).
-    13. Net_S convolutions use ReLU (paper text; ``conv_activation="prelu"`` for the code), Net_P PReLU
-       convolutions and ReLU FC layers (code).
-    15. Augmentation in every training step, none at test time.
-    16. The magnitude is whatever the caller passes (use the dereddened r). Magnitudes outside
-        [``mag_min``, ``mag_min + (2m−1)·mag_step``) go to the edge rows, as in the paper; NaN magnitudes are
-        replaced by the largest training magnitude (the reference code uses max(r); it also treats negative r
-        as missing, which pzkit does not). An infinite magnitude is an error.
-    17. Count mismatches of the paper's data: not applicable.
-    18. See above: PDFs are exposed, z_mode is the intended output; no calibrated-PDF claim.
-
-    Not in the paper: ``conv_width`` / ``fc_width`` shrink Net_S for CPU runs (paper 64 / 256); the ``"flat"``
-    backbone takes pre-computed features as (n, d, 1, 1) arrays (frozen-feature studies, test T3);
-    mini-batches are drawn with replacement (as the code).
+    A CNN reads image stamps ``X`` (n, bands, H, W) with the reference magnitude ``mag`` (and optionally the
+    Galactic ``ebv``) and classifies the redshift into the grid's bins. Step 1 trains a multi-channel output
+    (one redshift head per magnitude range and a magnitude head) end to end; Step 2 fine-tunes the redshift
+    heads on a training set balanced in (redshift, magnitude) cells; Step 3 retrains them with soft,
+    mean-shifted labels on an extended grid. ``stage`` picks the output; Step 4 is
+    :class:`pzkit.calibration.ZPhotCalibrator`. The PDFs are not calibrated posteriors: use the z_mode.
 
     Parameters
     ----------
     zmin, zmax, nzbins, point_estimate, random_state
-        See :class:`pzkit.PhotoZEstimator`; the defaults are the SDSS grid (180 bins over 0–0.4).
-    stage : str
-        One of :data:`STAGES` (aliases ``"3a"``, ``"3b"``, ``"step3\\2"``).
-    extra_stages : tuple of str
-        Further Step-3 variants trained on the same chains (readable with :meth:`predict_stage`).
-    backbone : {"S1", "S2", "S3", "P", "flat"}
-        Net_S1/S2/S3 (CPU default S2), Net_P, or no network.
-    conv_width, fc_width : int
-        Net_S widths (paper 64, 256); ``fc_width`` also sets Net_P's FC width when given (paper 1024).
-    conv_activation : {"relu", "prelu"}
-        Net_S conv activation.
-    n_mag_outputs : int
-        m (SDSS 6, CFHTLS 10).
-    mag_min, mag_step : float
-        Magnitude grid: rows of ``mag_step`` from ``mag_min`` (SDSS 12.5, 0.5).
-    th : int
-        Step-2 cell cap (SDSS 200, CFHTLS-WIDE 100, DEEP 5).
-    ext_low, ext_high : int or None
-        Bins appended below / above in Step 3 (None: n // 2).
-    label_fit_cap : int
-        Cap on the label-fitting subset.
-    shift_hist : {"output", "row"}
-        Histogram used by Eq. 8.
-    tune_mag_head : bool
-        Fine-tune the magnitude head in Steps 2–3.
-    n_members : int
-        Independent chains averaged.
-    n_iter, batch_size, lr, lr_late, lr_drop_at
-        Baseline / Step-1 training (Adam): 120000, 128, 1e−4, 2e−5, 60000.
-    n_iter_finetune, batch_size_finetune, lr_finetune
-        Steps 2–3 training: 40000, 32, 2e−5.
-    augment : bool
-        Rotation + flip augmentation during training.
-    pixel_scale : float
-        Multiplies the pixels before Eq. 1 (SDSS 1, CFHTLS 1e−3).
-    preprocess : {"eq1", None}
-        Eq. 1 stretch or raw pixels.
-    cache_mb : float
-        Largest cache of frozen representations (× 8 transforms) kept in memory for Steps 2–3.
-    device : str
-        ``"auto"`` (CUDA if present), ``"cpu"`` or ``"cuda"``.
-    n_threads : int or None
-        torch CPU threads during fit and inference (restored afterwards); None keeps torch's setting. Small
-        networks on a busy machine run much faster with 1.
-    checkpoint_dir : str or None
-        Save every training loop's state (network, optimiser, random states) as it goes; an interrupted
-        ``fit`` started again with the same parameters and data replays the finished loops from their saved
-        end states, continues the interrupted one, and ends with the same weights as an uninterrupted fit.
-    verbose : int
-        Progress bars.
+        See :class:`pzkit.PhotoZEstimator`; the defaults are the paper's SDSS grid (180 bins over 0–0.4).
+    stage : str, default "step3"
+        Output stage, one of :data:`STAGES` (aliases ``"3a"``, ``"3b"``, ``"step3\2"``); earlier stages of
+        the chain are kept and readable with :meth:`predict_stage` and :meth:`stage_probabilities`.
+    extra_stages : tuple of str, default ()
+        Further Step-3 variants trained on the same chains.
+    backbone : {"S1", "S2", "S3", "P", "flat"}, default "S2"
+        The paper's Net_S1/S2/S3 or Net_P; ``"flat"`` takes pre-computed features as (n, d, 1, 1) arrays.
+    conv_width : int, default 64
+        Net_S convolution width (the paper: 64).
+    fc_width : int or None, default None
+        Net_S fully connected width (None: 256, the paper's); for Net_P, replaces its 1024 when given.
+    conv_activation : {"relu", "prelu"}, default "relu"
+        Net_S convolution activation (the paper's text: ReLU; the authors' code: PReLU).
+    n_mag_outputs : int, default 6
+        m, the number of redshift heads of the multi-channel output (the paper: 6 for SDSS, 10 for CFHTLS).
+    mag_min, mag_step : float, default 12.5, 0.5
+        The 2m − 1 interlaced magnitude rows: width ``mag_step``, starting at ``mag_min``.
+    th : int, default 200
+        Step-2 cap on the objects per (redshift bin, magnitude row) cell (SDSS 200, CFHTLS-Wide 100, Deep 5).
+    ext_low, ext_high : int or None, default None
+        Bins appended below / above the grid in Step 3 (None: half the number of bins).
+    label_fit_cap : int, default 60000
+        Largest number of objects used to fit the Step-3 label model (Eqs. 4–8).
+    shift_hist : {"output", "row"}, default "output"
+        Magnitude histogram of the Eq. 8 mean shift: the magnitude output's (paper) or the input row's (code).
+    tune_mag_head : bool, default False
+        Also fine-tune the magnitude head in Steps 2–3.
+    max_epochs : int, default 120
+        Length of the Baseline / Step-1 training, in epochs of ``steps_per_epoch`` optimiser steps.
+    steps_per_epoch : int, default 1000
+        Optimiser steps per epoch, in every training phase.
+    batch_size : int, default 128
+        Batch size of the Baseline / Step-1 training.
+    lr, lr_late : float, default 1e-4, 2e-5
+        Adam learning rate of the Baseline / Step-1 training, before and from ``lr_drop_epoch`` on.
+    lr_drop_epoch : int, default 60
+        Epoch at which the learning rate drops from ``lr`` to ``lr_late``.
+    finetune_epochs : int, default 40
+        Length of each Step-2 / Step-3 head training, in epochs of ``steps_per_epoch`` steps.
+    batch_size_finetune : int, default 32
+        Batch size of the Step-2 / Step-3 head training.
+    lr_finetune : float, default 2e-5
+        Adam learning rate of the Step-2 / Step-3 head training.
+    augment : bool, default True
+        Random 90° rotations and flips during training.
+    pixel_scale : float, default 1.0
+        Multiplies the pixels before the Eq. 1 stretch (the paper: 1 for SDSS, 1e−3 for CFHTLS).
+    preprocess : {"eq1", None}, default "eq1"
+        The paper's Eq. 1 stretch of the pixels, or raw pixels.
+    cache_mb : float, default 2048.0
+        Largest in-memory cache of frozen representations (of the 8 rotations/flips) for Steps 2–3.
+    n_members, device, precision, n_threads, callbacks, checkpoint_dir, verbose
+        See :class:`pzkit.nn.engine.NeuralPhotoZEstimator`; each member is an independent chain.
+
+    Attributes
+    ----------
+    modules_ : list of torch.nn.Module
+        The fitted networks (backbone and the heads of every trained stage), one per ensemble member.
+    history_ : list of list of dict
+        Per member, one row per training epoch, with ``train_loss`` and ``phase`` (the stage trained).
+    stage_ : str
+        The fitted output stage.
+    zgrid_ : ndarray
+        The output grid; after a Step-3 stage, the extended grid.
+    label_models_ : dict
+        Per Step-3 variant, per member: the fitted σ1 and the sizes of the label-fitting and training sets.
+
+    Notes
+    -----
+    The paper, pzkit's implementation of it, the choices made where the paper is ambiguous and every
+    deviation from it are described in ``docs/plugins/bias_cnn.md``.
     """
 
     _tags = {"fit_inputs": {"mag": "mag", "ebv": "ebv"}, "predict_inputs": {"mag": "mag", "ebv": "ebv"},

@@ -1,4 +1,4 @@
-"""Network-free pieces of the bias correction (spec ``bias_cnn.md`` §1): the (z bin × magnitude row) grid,
+"""Network-free pieces of the bias correction (Lin et al. 2022, Steps 2–3): the (z bin × magnitude row) grid,
 interlacing of rows onto magnitude outputs, under-sampling (Step 2) and the soft, mean-shifted Gaussian labels of
 Step 3 (Eqs. 4–8). Everything here is numpy/scipy; all widths are in **bin units**.
 """

@@ -114,73 +114,25 @@ def local_linear_fit(D, z, w0, clip_sigma=2.0, max_clip_iter=5, ridge=1e-10, deg
 class KNNLocalLinear(PhotoZEstimator):
     r"""Local linear regression on the k nearest neighbours, with a PDF from the neighbours' residuals.
 
-    **What the method is** (Beck et al. 2016, "B16", the SDSS DR12 photo-z; as summarised by Moran et al.):
-    for each query, find the k = 100 nearest training galaxies in colour + magnitude space, fit a first-order
-    polynomial (local linear regression) of redshift on the features to them, evaluate it at the query,
-    iteratively filter redshift outliers among the neighbours, treat under-sampled regions specially and
-    flag queries that lie outside their neighbours' bounding box (SDSS ``nnIsInside``).
-
-    **Implementation** (all vectorised: one tree query per chunk of rows, batched normal equations solved
-    with ``numpy.linalg.solve``; no per-object Python loop):
-
-    1. Features are scaled (``scale="std"``: divided by their training standard deviations), the k nearest
-       neighbours found with a KD-tree (``algorithm``).
-    2. Neighbour weights w₀ = tricube(distance / largest neighbour distance) (``weights``).
-    3. Fit z = c₀ + c·(x − x_q) by weighted least squares; drop neighbours with
-       |residual| > ``clip_sigma`` × RMS and refit, up to ``max_clip_iter`` passes (:func:`local_linear_fit`).
-    4. Fallback to the clipped weighted *mean* of the neighbours (flagged ``nn_fallback``) when fewer than
-       d + 2 neighbours keep weight, when the fit at the query leaves the neighbours' redshift range or is
-       not finite, or — with ``outside="mean"`` — when the query is outside its kept neighbours' bounding box
-       (``nn_is_inside`` False; with the default ``outside="fit"`` such queries are only flagged, as in SDSS).
-    5. Error ``zerr`` = weighted RMS of the kept neighbours' residuals about the fit. It is the scatter of
-       the *clipped* neighbours, so it underestimates the real error (on the DC2 validation split the median
-       |zfit − z|/zerr is 1.22, where a calibrated Gaussian error gives 0.67); the PDF's ``zstd`` and
-       intervals are the calibrated measures (PIT KS 0.03).
-    6. PDF: every kept neighbour's redshift moved to the query by the local linear correction,
-       z'ⱼ = zⱼ + c·(x_q − xⱼ) = c₀ + rⱼ, weighted by w₀, smoothed with a Gaussian kernel of width
-       hₙ = ``bandwidth``·(1 + c₀) ⊕ ``bandwidth_scatter``·zerr·n_eff^(−1/5) (quadrature sum; n_eff = Kish
-       effective number of kept neighbours) — a Silverman-like rule that ties the kernel to the residual
-       scatter. Points are deposited linearly on the grid and convolved by FFT, one width per object;
-       mass outside [zmin, zmax] is dropped (the PDF is renormalised on the grid).
-
-    ``estimate_pdf``'s ancil gets, besides zmode/zmedian/zmean/zstd: ``zfit`` (the local linear estimate
-    c₀, B16's point estimate), ``zerr``, ``nn_count`` (neighbours kept after clipping, SDSS ``nnCount``),
-    ``nn_avg_z`` (mean redshift of the k neighbours, ``nnAvgZ``), ``nn_is_inside`` and ``nn_fallback``.
-    On DC2 (default features and parameters) 97.3 % of the validation objects are inside their neighbours'
-    box; the other 2.7 % have twice the scatter (σ_NMAD of ``zfit`` 0.040 vs 0.020), so the flag is worth
-    carrying; 0.15 % fall back to the mean. ``zfit`` alone gives σ_NMAD 0.0205 (the PDF mode: 0.0208).
-    :meth:`neighbour_fit` returns the same columns without building PDFs.
-
-    **Deviations from B16 and why** (tags as in the spec: [paper] B16 as Moran et al. describe it,
-    [suggestion] our choice where the paper gives nothing):
-
-    * Features: the ``PhotometryFeatures`` colours + reference magnitude (DC2: u−g … z−y + i, 6-D) instead
-      of SDSS modelMag u−g … i−z + cModelMag r [paper: the SDSS set]; scaled by their standard deviations
-      (spec suggestion: no scaling; a 4-fold CV on the DC2 *training* split gave σ_NMAD of the fit 0.0234 with
-      scaling vs 0.0282 without, uniform weights, because the magnitude spans ~10× the range of a colour).
-      ``scale=None`` restores Euclidean distance on raw features.
-    * Tricube distance weights (LOESS, Cleveland 1979) [suggestion; B16 gives no weighting]: training-split
-      CV σ_NMAD 0.0218 vs 0.0234 unweighted. ``weights="uniform"`` gives B16's unweighted fit.
-    * Outlier criterion [suggestion; B16 gives none]: |r| > 2 × weighted RMS, at most 5 passes, drop-only.
-    * Under-sampled regions [suggestion; B16's "more nuanced criteria" are unspecified]: the fallback above.
-    * Error: RMS of the kept residuals [suggestion; B16's error formula is not given].
-    * PDF [extension; B16 and Moran et al. give point estimates only].
-    * Tree: scipy's ``cKDTree`` by default (exact neighbours, like sklearn's; measured 2–3× faster on
-      DC2-sized data and parallel over ``n_jobs`` workers, which sklearn's trees are not);
-      ``algorithm="kd_tree"``/``"ball_tree"`` use sklearn's trees instead. The cKDTree is rebuilt from the
-      stored training features when a saved model is loaded (it cannot be serialised).
+    The method of the SDSS DR12 photo-z (Beck et al. 2016): for each row, the k nearest training galaxies in
+    (scaled) feature space get a weighted linear fit of redshift on the features, with iterative clipping of
+    redshift outliers, evaluated at the row. The PDF is made of the kept neighbours' redshifts moved to the
+    row by the fitted slope, smoothed with a Gaussian kernel whose width follows the residual scatter.
 
     Parameters
     ----------
     zmin, zmax, nzbins, point_estimate, random_state
         See :class:`pzkit.PhotoZEstimator`; the method has no random step.
     n_neighbors : int, default 100
-        k [paper: 100]. Must not exceed the number of training rows (:class:`pzkit.InputError`).
+        k (the paper: 100). Must not exceed the number of training rows (:class:`pzkit.InputError`).
     scale : {"std", None}, default "std"
-        Feature scaling before the neighbour search and the fit.
+        Feature scaling before the neighbour search and the fit: divide by the training standard deviations.
     weights : {"tricube", "uniform"}, default "tricube"
+        Neighbour weights: tricube of the distance over the largest neighbour distance, or equal weights.
     clip_sigma : float or None, default 2.0
+        Neighbours with a residual above ``clip_sigma`` × the weighted RMS are dropped (None: no clipping).
     max_clip_iter : int, default 5
+        Largest number of clip-and-refit passes.
     outside : {"fit", "mean"}, default "fit"
         What to do with a query outside its neighbours' bounding box: keep the linear fit (and flag it), or
         fall back to the clipped mean.
@@ -189,36 +141,38 @@ class KNNLocalLinear(PhotoZEstimator):
     bandwidth_scatter : float, default 3.0
         Factor on zerr·n_eff^(−1/5) in the kernel width (0 for a fixed width).
     algorithm : {"ckdtree", "kd_tree", "ball_tree"}, default "ckdtree"
+        Neighbour search: scipy's ``cKDTree`` or scikit-learn's ``KDTree`` / ``BallTree`` (all exact).
     leaf_size : int, default 32
+        Leaf size of the search tree.
     n_jobs : int or None, default None
         Threads (None: 1, −1: all cores): row chunks are processed in parallel threads (a single chunk uses
         them for its tree query only).
     chunk_size : int, default 4096
-        Rows processed at once by ``estimate_pdf``; bounds the working memory (see below). 4096 rows keep the
-        (rows × k × d) neighbour arrays under 40 MB; at 8192 they are fresh page-faulting mmaps and estimation
-        was 25 % slower (one thread, k = 100, 11 features, measured 2026-11-27).
+        Rows processed at once by ``estimate_pdf``; bounds its working memory.
     ridge : float, default 1e-10
         Relative ridge on the normal equations (numerical safety only).
 
-    Tuning: the defaults of ``bandwidth``, ``bandwidth_scatter``, ``clip_sigma``, ``max_clip_iter`` and
-    ``weights`` were chosen by a 4-fold cross-validation on the DC2 *training* split only (7,669 training /
-    2,556 test rows per fold): σ_NMAD 0.0208, outliers 2.5 %, CDE loss −7.81, PIT KS 0.029. A fixed width
-    (scatter term 0) gave KS 0.048–0.067; clip 2.5σ: σ_NMAD 0.0210 and KS 0.071; 1 or 2 clipping passes:
-    KS 0.10/0.07; uniform weights: σ_NMAD 0.0220; k = 150: σ_NMAD 0.0207 (k = 100 kept, as in the paper);
-    magnitude errors (or their logs) as extra distance features made σ_NMAD worse (0.0232–0.0239 vs 0.0213
-    in the same set-up).
-
-    Memory: the fitted model keeps the scaled training features and redshifts plus the tree,
-    ≈ 8·(2d + 2) bytes per training row (≈ 110 bytes for d = 6). Estimation needs
-    ≈ 8·k·(2d + 6) bytes per row of a chunk (≈ 14 KB for k = 100, d = 6, so ≈ 115 MB for the default chunk)
-    on top of the output itself (8·nzbins bytes per row).
-
     Attributes
     ----------
-    X_train_ : ndarray (n, d) scaled training features
-    y_train_ : ndarray (n,) training redshifts
-    scale_ : ndarray (d,) the feature scales
-    tree_ : the neighbour-search tree
+    X_train_ : ndarray of shape (n, d)
+        The scaled training features.
+    y_train_ : ndarray of shape (n,)
+        The training redshifts.
+    scale_ : ndarray of shape (d,)
+        The feature scales.
+    tree_ : object
+        The neighbour-search tree (rebuilt when a saved model is loaded).
+
+    Notes
+    -----
+    ``estimate_pdf``'s ancil also carries, and :meth:`neighbour_fit` returns without PDFs: ``zfit`` (the local
+    linear estimate, B16's point estimate), ``zerr`` (weighted RMS of the kept neighbours' residuals; it
+    underestimates the error, the PDF's ``zstd`` does not), ``nn_count`` (neighbours kept after clipping,
+    SDSS ``nnCount``), ``nn_avg_z`` (mean redshift of the k neighbours, ``nnAvgZ``), ``nn_is_inside`` (the
+    query lies inside its kept neighbours' bounding box, ``nnIsInside``) and ``nn_fallback`` (the clipped
+    mean replaced the fit). Memory: ≈ 8·(2d + 2) bytes per training row for the model, ≈ 8·k·(2d + 6) bytes
+    per row of a chunk for estimation, plus the output. The paper, the implementation and every deviation
+    from the paper are described in ``docs/plugins/knn_local_linear.md``.
     """
 
     def __init__(self, zmin=0.0, zmax=3.0, nzbins=301, point_estimate="mode", random_state=None,

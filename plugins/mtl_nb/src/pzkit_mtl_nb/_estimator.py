@@ -19,47 +19,58 @@ VARIANTS = ("zs", "zs+NB", "zs+zPAUS", "zs+NB+zPAUS")
 class MTLNarrowBand(TorchPhotoZEstimator):
     """Multi-task photo-z network: broad bands in, p(z) and narrow-band colours out (Cabayol et al. 2023).
 
-    The trunk is the single-task baseline of :class:`pzkit_baseline_nn.BaselineNN` (300:500:1000:500:300,
-    2 % dropout, ReLU) and the redshift head is a softmax over the grid's bins. An extra linear output layer on
-    the last shared layer predicts the adjacent narrow-band colours (39 for the 40 PAUS bands). The loss is
-    cross-entropy on objects with a redshift label plus ``nb_weight`` (λ, 1 in the paper) times the mean
-    absolute error over each object's finite narrow-band colours (Eqs. 1–3); objects without a redshift train
-    only the narrow-band head. Narrow bands are needed in ``fit`` only: ``predict`` and ``estimate_pdf`` take
-    broad-band features, and the narrow-band head is dropped at inference.
-
-    Variants of the paper (``variant``):
-
-    * ``"zs"``: redshift loss on spec-z objects only, no narrow-band loss (the baseline inside this class;
-      unlabelled objects are ignored);
-    * ``"zs+NB"``: the MTL network; spec-z for the redshift loss, narrow bands on every object that has them;
-    * ``"zs+zPAUS"``: objects without spec-z get the high-precision photo-z ``z_photo`` as their label;
-    * ``"zs+NB+zPAUS"``: both.
+    The trunk of :class:`pzkit_baseline_nn.BaselineNN` carries two heads: a softmax over the grid's redshift
+    bins and a linear layer predicting the adjacent narrow-band colours. The loss is the cross-entropy on
+    objects with a redshift label plus ``nb_weight`` times the mean absolute error of each object's finite
+    narrow-band colours. Narrow bands are needed in ``fit`` only (``fit(X, y, nb=..., z_photo=None)``, ``y`` NaN
+    where there is no spec-z); ``predict`` and ``estimate_pdf`` take broad-band features alone.
 
     Parameters
     ----------
-    variant : {"zs", "zs+NB", "zs+zPAUS", "zs+NB+zPAUS"}
-    nb_weight : float
-        λ, the weight of the narrow-band loss (Eq. 3 uses 1).
-    nb_kind : {"magnitudes", "colors"}
-        What ``nb`` holds: narrow-band magnitudes (turned into adjacent colours, as the paper's targets) or the
-        colours themselves.
-    hidden, dropout
-        Trunk widths and dropout, as :class:`~pzkit_baseline_nn.BaselineNN`.
-    zmin, zmax, nzbins, point_estimate, random_state, max_epochs, batch_size, lr, lr_step, lr_gamma, n_members,
-    standardize, early_stopping, valid_fraction, patience, device, precision, checkpoint_dir, verbose
-        See :class:`pzkit.nn.TorchPhotoZEstimator` (paper: Adam, 100 epochs, lr 1e-3 ÷10 every 25 epochs).
+    variant : {"zs", "zs+NB", "zs+zPAUS", "zs+NB+zPAUS"}, default "zs+NB"
+        The paper's training variants: "NB" adds the narrow-band loss, "zPAUS" labels objects without
+        spec-z with the high-precision photo-z ``z_photo`` passed to ``fit``.
+    nb_weight : float, default 1.0
+        Weight of the narrow-band loss (λ; the paper uses 1).
+    nb_kind : {"magnitudes", "colors"}, default "magnitudes"
+        What ``nb`` holds: narrow-band magnitudes (turned into adjacent colours) or the colours themselves.
+    hidden : tuple of int, default (300, 500, 1000, 500, 300)
+        Widths of the shared hidden layers.
+    dropout : float, default 0.02
+        Dropout probability after each hidden layer.
+    zmin, zmax, nzbins, point_estimate, random_state
+        See :class:`pzkit.PhotoZEstimator`.
+    lr_step : int, default 25
+        Epochs between two learning-rate steps.
+    lr_gamma : float, default 0.1
+        Factor applied to the learning rate at each step.
+    standardize : bool, default True
+        z-score the features with the training set's mean and standard deviation.
+    early_stopping : bool, default False
+        Stop on the loss of a held-out validation split (skorch's ``EarlyStopping``).
+    valid_fraction : float, default 0.1
+        Fraction of the training rows held out when ``early_stopping`` is on.
+    patience : int, default 10
+        Epochs without improvement of the validation loss before training stops.
+    max_epochs, batch_size, lr, n_members, device, precision, n_threads, callbacks, checkpoint_dir, verbose
+        See :class:`pzkit.nn.engine.NeuralPhotoZEstimator`.
+
+    Attributes
+    ----------
+    modules_ : list of torch.nn.Module
+        The fitted networks, one per ensemble member (the narrow-band head is not used at inference).
+    history_ : list of list of dict
+        Per member, one row per training epoch, with ``train_loss`` and ``phase``.
+    n_nb_targets_ : int
+        Number of narrow-band colour targets (0 for the variants without "NB").
 
     Notes
     -----
-    ``fit(X, y, nb=None, z_photo=None)``: ``y`` has NaN for objects without spec-z; ``nb`` is (n, n_bands) with
-    NaN (or 99 / ±inf) where a band is missing; ``z_photo`` (n,) is the second, high-precision label of the
-    zPAUS variants. With metadata routing, request them with ``est.set_fit_request(nb=True, z_photo=True)``.
-    ``nb`` passed to ``predict``/``estimate_pdf`` is refused with an error: the method's point is that narrow
-    bands are not available for the objects it is applied to, and silently ignoring them would hide a mistake.
-
-    Deviations (see specs/mtl_nb.md): output bins are the ``nzbins − 1`` grid bins (paper: 1,500 bins of 0.001
-    over 0–1.5); features are z-scored by default (paper: raw colours; ``standardize=False`` is literal);
-    narrow-band targets are used as given (raw colours, as the paper); batch size 512 (not stated).
+    ``nb`` is (n, n_bands), NaN (or 99, ±inf) where a band is missing; missing values are masked in the loss,
+    never imputed. With metadata routing, request the side inputs with
+    ``est.set_fit_request(nb=True, z_photo=True)``. Passing ``nb`` to ``predict`` or ``estimate_pdf`` is an
+    error. The paper, pzkit's implementation of it and every deviation from it are described in
+    ``docs/plugins/mtl_nb.md``.
     """
 
     _tags = {"unlabelled_rows": True, "fit_inputs": {"nb": "narrow_bands", "z_photo": "z_photo"},

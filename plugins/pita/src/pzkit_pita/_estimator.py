@@ -1,5 +1,6 @@
 """The ``PITA`` estimator: PITA (Photo-z Inference with a Triple-task Algorithm), semi-supervised photo-z from
-images that learns from unlabelled galaxies (spec ``pita.md``; defaults from the authors' ``pita-z`` package)."""
+images that learns from unlabelled galaxies (Khederlarian et al., arXiv:2602.10207; defaults from the authors'
+``pita-z`` package); see ``docs/plugins/pita.md``."""
 
 import numpy as np
 import torch
@@ -31,60 +32,88 @@ def colours_from_images(X):
 
 
 class PITA(ImagePhotoZEstimator):
-    """PITA: semi-supervised photo-z from multi-band images with three tasks on one shared encoder.
+    """PITA: semi-supervised photo-z from multi-band images, with three tasks on one shared encoder.
 
-    ``fit(X, y, colors=None)``: ``X`` images (n, bands, S, S); ``y`` redshifts with **NaN for unlabelled
-    galaxies**; ``colors`` (n, bands) per-object colour targets: the bands−1 adjacent colours (bluer minus redder,
-    in band order) and the last band's magnitude (the paper's F606W−F814W, F814W−F125W, F125W−F160W, m_F160W),
-    NaN where a value is missing. Without ``colors`` the targets are computed from the stamps' pixel sums.
-    ``predict``/``estimate_pdf`` take images only.
+    A CNN encoder maps augmented crops of the images to a latent vector that feeds three tasks: a MoCo
+    contrastive loss on every image, a regression of the colour targets ``colors`` on every image that has
+    them, and a redshift head (a Huber-loss point estimate and a softmax over the grid's bins) on labelled
+    images only, so unlabelled galaxies (NaN in ``y``) still shape the encoder. ``mode`` selects this joint
+    training, pre-training then fine-tuning, or supervised training. ``predict``/``estimate_pdf`` take images.
 
-    Network: encoder (``encoder="small"``, pita-z's small CNN without BatchNorm, built from pzkit's
-    ConvEncoder; or ``"convnext"``, a small ConvNeXt) → MLP_encoder → ``latent_dim`` (128) latent, then
-    a projection head 128→128→``proj_dim`` (64) for MoCo, MLP_colour ``head_widths`` ([128]×5 + [64]) → bands
-    and MLP_redshift ``head_widths`` → redshift.
+    Parameters
+    ----------
+    zmin, zmax, nzbins, point_estimate, random_state
+        See :class:`pzkit.PhotoZEstimator`; the point estimate defaults to the PDF median.
+    mode : {"pita", "pretrain_finetune", "supervised"}, default "pita"
+        The three tasks trained together; contrastive pre-training on all images, then fine-tuning on the
+        labelled ones; or the redshift tasks on the labelled images only.
+    encoder : {"small", "convnext"}, default "small"
+        pita-z's small CNN (3×3 convolutions, no BatchNorm) or a small ConvNeXt.
+    encoder_widths : tuple of int, default (32, 64, 128)
+        Channels of the encoder's stages.
+    latent_dim : int, default 128
+        Size of the latent vector.
+    proj_dim : int, default 64
+        Output size of the contrastive projection head.
+    head_widths : tuple of int, default (128, 128, 128, 128, 128, 64)
+        Hidden widths of the colour head and of the redshift head.
+    crop_size : int, default 64
+        Side of the crop the network sees, in pixels.
+    jitter : float, default 4.0
+        Largest random shift of the crop centre during training, in pixels.
+    rotation : {"any", "dihedral", None}, default "any"
+        Training rotations: uniform angle (bilinear), exact quarter turns and flips, or none.
+    noise_std : float, default 0.5
+        Gaussian noise added during training, in units of each band's pixel noise.
+    reddening : float or None, default None
+        Largest E(B−V) of the reddening augmentation (None: off).
+    extinction_coeffs : array-like of shape (n_bands,) or None, default None
+        A_b / E(B−V) per band; required by ``reddening``.
+    queue_size : int, default 50000
+        Number of negatives in the MoCo queue.
+    momentum : float, default 0.999
+        Momentum of the key encoder's update.
+    temperature : float, default 0.1
+        Temperature of the InfoNCE loss.
+    contrastive_weight, color_weight, redshift_weight, bin_weight : float, default 0.0025, 1, 1, 1
+        Weights of the contrastive, colour, Huber redshift and bin cross-entropy losses (0 drops a task).
+    huber_delta : float, default 0.15
+        δ of the Huber redshift loss.
+    label_sigma : float, default 0.02
+        Width of the Gaussian soft labels of the bin head.
+    labelled_fraction : float or None, default 0.5
+        Share of each batch drawn from the labelled rows in mode ``"pita"`` (None: uniform over all rows).
+    max_epochs : int, default 30
+        Length of the main training phase, in epochs of ``steps_per_epoch`` optimiser steps.
+    pretrain_epochs : int, default 30
+        Length of the contrastive pre-training of mode ``"pretrain_finetune"``, in the same epochs.
+    steps_per_epoch : int, default 100
+        Optimiser steps per epoch.
+    batch_size : int, default 128
+        Rows per optimiser step.
+    lr : float, default 1e-3
+        Adam learning rate at the start of each phase (cosine decay to 0 over the phase).
+    weight_decay : float, default 1e-5
+        Adam weight decay.
+    n_members, device, precision, n_threads, callbacks, checkpoint_dir, verbose
+        See :class:`pzkit.nn.engine.NeuralPhotoZEstimator`.
 
-    Losses (mode ``"pita"``, one stage, each batch mixing labelled and unlabelled galaxies):
-    ``contrastive_weight`` × InfoNCE (MoCo: a momentum key encoder, ``momentum`` 0.999, a FIFO queue of
-    ``queue_size`` negatives, cosine similarity / ``temperature`` 0.1) on all images + ``color_weight`` × MSE of
-    the standardised colour targets on every image that has them + ``redshift_weight`` × Huber(δ=``huber_delta``
-    0.15) on labelled images only (0 for a batch without labels) + ``bin_weight`` × cross-entropy of the bin head.
-    The query view feeds all heads; keys come from the momentum encoder on a second view (as pita-z).
+    Attributes
+    ----------
+    modules_ : list of torch.nn.Module
+        The fitted networks, one per ensemble member.
+    history_ : list of list of dict
+        Per member, one row per training epoch, with ``train_loss`` and ``phase`` (``"pita"``,
+        ``"pretrain"`` or ``"supervised"``).
+    pixel_sigma_ : ndarray of shape (n_bands,)
+        Per-band pixel noise, by which the images are divided.
+    color_mean_, color_std_ : ndarray of shape (n_bands,)
+        Standardisation of the colour targets.
 
-    Modes: ``"pita"`` (above); ``"supervised"`` (the same network and augmentations trained on the labelled
-    images only, redshift losses only: the paper's supervised CNN); ``"pretrain_finetune"`` (MoCo/InfoNCE alone on
-    all images for ``pretrain_steps``, then the projection head is dropped and the whole network is fine-tuned on
-    the labelled images with the redshift losses for ``max_steps``). Ablations are weights set to 0.
-
-    Augmentations per view: horizontal flip (p=0.5) → rotation (``rotation="any"``: uniform angle, bilinear;
-    ``"dihedral"``: exact quarter turns) → jitter (U(±``jitter``) px shift of the crop centre) and crop to
-    ``crop_size`` → Gaussian noise (``noise_std``, in units of each band's pixel noise σ). None of them changes
-    colours. ``reddening`` (max E(B−V), off by default) with ``extinction_coeffs`` (A_b/E(B−V) per band) reddens
-    both views of an object by the same E(B−V) ~ U(0, max) and shifts its colour targets by the same amount.
-    Evaluation uses the plain centre crop.
-
-    Redshift output and deviations from the paper, and why:
-
-    * **PDF.** The paper regresses one number. pzkit returns a PDF, so MLP_redshift has a second output layer,
-      logits over the ``nzbins − 1`` grid bins, trained with cross-entropy on Gaussian soft labels
-      (σ = ``label_sigma``) alongside the Huber point head; the PDF is their softmax (``qp.hist``) and
-      ``predict`` its median by default. :meth:`predict_point_head` gives the Huber head's value, so the two can
-      be compared (benchmarks/pita_candels_like.py reports both): on candels_like the PDF median's σ_NMAD is
-      1.3–3.2 % lower than the Huber point's for every mode and label count measured, while the PDF mode's is
-      up to 4 % higher (broad, multimodal PDFs), hence ``point_estimate="median"`` here rather than pzkit's
-      usual mode.
-    * Images are divided by each band's pixel-noise σ (a robust estimate from the training stamps' borders) and
-      passed through asinh (the paper does not give its normalisation). Noise is added before the asinh.
-    * Training length is counted in optimiser steps (``max_steps``) of ``batch_size`` rows, so that modes get
-      the same budget. In ``"pita"`` a fraction ``labelled_fraction`` of each batch is drawn from the labelled
-      rows (None: uniform over all rows); the paper does not say how it mixes them.
-    * The queue uses only slots already filled, not MoCo's random initial keys (see ``KeyQueue``).
-    * Adam (weight decay 1e-5, as pita-z) with a cosine learning-rate decay over the steps; no early stopping.
-    * Dereddening by a per-object E(B−V) (pita-z's other ReddeningTransform mode) is not implemented.
-
-    ``checkpoint_dir`` saves the networks, optimiser, schedule, negative queue, samplers and random states every
-    ``max_steps // 20`` steps; an interrupted ``fit`` started again with the same parameters and data resumes
-    there and ends with the same weights as an uninterrupted fit.
+    Notes
+    -----
+    The paper, pzkit's implementation of it and every deviation from it (among them the PDF output) are
+    described in ``docs/plugins/pita.md``.
     """
 
     _tags = {"unlabelled_rows": True, "fit_inputs": {"colors": "colors"}}

@@ -13,56 +13,16 @@ __version__ = "0.1.0"
 
 
 class RandomForestPZ(PhotoZEstimator):
-    r"""Random-forest photo-z with a conditional density from the forest's leaves.
+    r"""Random-forest photo-z (Moran et al.) with a conditional density from the forest's leaves.
 
-    **What the paper specifies** (Moran, Andrews, Newman & Dey, "Deep Learning Improves Photometric Redshifts
-    in All Regions of Color Space", §1.2 of the spec): ``sklearn.ensemble.RandomForestRegressor`` trained on
-    the four adjacent modelMag colours + the cModelMag r magnitude (optionally with errors and extra
-    columns); the point estimate is the mean over trees. The paper gives **no hyperparameter**, so the
-    defaults are scikit-learn's (100 trees, unbounded depth, ``min_samples_leaf=1``, all features at every
-    split, bootstrap) [spec §7 #1], all exposed here.
-
-    **The density** [extension; the paper has point estimates only]: the quantile-regression-forest weights
-    of Meinshausen (2006), w_i(x) = (1/T) Σ_t 1[x_i ∈ leaf_t(x)] / |leaf_t(x)|, where every *training* row
-    (in-bag or not, as in Meinshausen) is dropped down every tree. The weighted training redshifts are
-    deposited linearly on the grid, shrunk about their weighted mean z̄(x) = Σ_i w_i(x) z_i by the factor
-    ``spread`` and smoothed with a Gaussian kernel of width ``bandwidth``·(1 + z):
+    scikit-learn's ``RandomForestRegressor`` is trained on the colour + magnitude features. The PDF uses the
+    quantile-regression-forest weights w_i(x) of Meinshausen (2006): the training redshifts of the leaves a
+    row falls in, shrunk about their weighted mean z̄(x) by ``spread`` and smoothed with a Gaussian kernel,
 
         p(z | x) ∝ Σ_i w_i(x) N(z; z̄ + spread·(z_i − z̄), [bandwidth·(1 + z)]²).
 
-    Why ``spread`` < 1: the plain QRF density is over-dispersed — a leaf pools training objects from a
-    region of colour space over which E[z | x] still varies (the same reason a plain kNN PDF is too wide,
-    which ``knn_local_linear`` fixes with its local linear shift). On the DC2 *training* split (4-fold CV)
-    the plain QRF (spread = 1) gives a hump-shaped PIT (KS 0.065 with bandwidth 0.01, 0.035 with no kernel
-    but then σ_NMAD of the mode 0.023); spread = 0.7 gives σ_NMAD 0.0199, outliers 2.8 %, CDE loss −7.55,
-    PIT KS 0.027 (spread 0.6: KS 0.048; 0.8: KS 0.022 but outliers 2.9 %).
-
-    ``fit`` drops the training set down the forest once (``apply``) and stores every leaf's redshift
-    distribution on the grid as one sparse matrix L (n_leaves × nzbins). ``estimate_pdf`` walks every row down
-    every tree, sums the T leaves' rows of L (the product Q·L with Q the leaf memberships, 1/T each), shrinks
-    the result by ``spread`` and multiplies it by K, the (nzbins × nzbins) kernel matrix. Both steps are
-    compiled loops (numba, :mod:`pzkit_random_forest._kernels`), because they are per-object work that NumPy
-    could only do through large temporaries. ``python benchmarks/random_forest_speed.py`` (one thread, the
-    scale benchmark's forest: 100 trees fitted on 20k lsst_like rows, 4,096 sorted rows, 2026-12-03): the walk
-    takes 12.1–12.5 µs per row against 26.0–27.6 µs for sklearn's ``apply`` (32 rows go down a tree together,
-    so their node loads overlap), the density 7.5–9.3 µs; the NumPy gather + bincount, shrink and dense kernel
-    product it replaced (commit b3b61cf) took 19 µs per row on a similar forest. Outputs equal the NumPy code's
-    to 5e-15 of the peak, point estimates identically. The walk reaches exactly sklearn's leaves
-    (tested on rows placed on every threshold); the kernel is truncated at 9σ (below 2.6e-18 of its peak).
-
-    ``estimate_pdf``'s ancil also carries ``zforest`` (the forest's own prediction, the mean over trees —
-    the paper's point estimate) and ``zforest_std`` (the spread of the per-tree predictions).
-
-    **Deviations and why:**
-
-    * Features come from ``PhotometryFeatures`` (DC2: u−g … z−y + i) instead of SDSS modelMag/cModelMag
-      [paper: SDSS features].
-    * ``predict`` returns the ``point_estimate`` summary (mode by default) of the density, as every pzkit
-      estimator does, not the mean over trees; ``zforest`` keeps the latter.
-    * The forest's hyperparameters are scikit-learn's defaults, as the paper implies; a 4-fold CV on the DC2
-      training split found no clear gain from ``max_features`` 0.5/0.33 (worse), ``min_samples_leaf`` 3/5
-      (σ_NMAD equal, CDE loss worse), 200 trees (within noise) or magnitude errors as extra features
-      (σ_NMAD 0.0206 vs 0.0203). Only the density's own ``spread`` and ``bandwidth`` were tuned (same CV).
+    ``estimate_pdf``'s ancil also carries ``zforest`` (the mean over trees, the paper's point estimate) and
+    ``zforest_std`` (the spread of the per-tree predictions).
 
     Parameters
     ----------
@@ -70,8 +30,9 @@ class RandomForestPZ(PhotoZEstimator):
         See :class:`pzkit.PhotoZEstimator`.
     random_state : int, numpy Generator/RandomState or None
         Seeds the forest (bootstrap and feature draws).
-    n_estimators, criterion, max_depth, min_samples_split, min_samples_leaf, max_features, max_leaf_nodes,
-    bootstrap, max_samples
+    n_estimators, criterion, max_depth, min_samples_split, min_samples_leaf
+        As in ``sklearn.ensemble.RandomForestRegressor`` (same defaults).
+    max_features, max_leaf_nodes, bootstrap, max_samples
         As in ``sklearn.ensemble.RandomForestRegressor`` (same defaults).
     spread : float in (0, 1], default 0.7
         Shrink factor of the leaf redshift distribution about its weighted mean (1: Meinshausen's QRF).
@@ -81,34 +42,31 @@ class RandomForestPZ(PhotoZEstimator):
         Threads (None: 1, −1: all cores): the forest is fitted in parallel, and the row chunks of
         ``estimate_pdf`` are processed in parallel threads (a lone chunk parallelises its tree traversal).
     chunk_size : int, default 4096
-        Rows processed at once by ``estimate_pdf`` (bounds its working memory: with ``n_jobs`` threads,
-        ``n_jobs`` chunks are in flight). Streaming 250k rows on 2 threads ran as fast with 4096 as with 8192
-        and peaked 0.2 GB lower (measured with sklearn's ``apply``, before the compiled walk).
-
-    Memory
-    ------
-    With n training rows, T trees, bootstrap fraction s (``max_samples``, 1 by default) and leaf size m
-    (``min_samples_leaf``), each tree has ≈ 2·0.63·s·n/m nodes (fewer with large m: leaves hold ≥ m
-    bootstrap draws) of ~80 bytes (sklearn node + value + our per-node leaf index and value), and the leaf
-    distributions hold at most 2 entries per training row and tree (12 bytes each; fewer when rows of one
-    leaf share grid points). So the fitted model needs at most ≈ T·(100·s/m + 24) bytes per training row.
-    Measured on DC2 (10,225 rows, T = 100; ``model_nbytes_``): 12.3 KB per training row with the defaults
-    (126 MB), 1.05 KB per row with ``max_samples=0.2, min_samples_leaf=5`` (11 MB). ``estimate_pdf`` needs
-    ≈ 4·T + 8·nzbins bytes per row of a chunk (leaf numbers, densities) plus the output, and the compiled
-    loops' tables, rebuilt on load and not saved: a 16-byte record per node for the walk, and one block per
-    leaf of its value, its entry count and its (grid index, weight) pairs (12 + 8 bytes per entry, padded to
-    8 bytes). On the scale benchmark's forest (2.5M nodes, 3.8M entries): 40 + 50 MB; peak RSS of a 1M-row
-    stream 1.47 GB.
+        Rows processed at once by ``estimate_pdf``; bounds its working memory (with ``n_jobs`` threads,
+        ``n_jobs`` chunks are in flight).
 
     Attributes
     ----------
     forest_ : sklearn.ensemble.RandomForestRegressor
-    leaf_index_ : ndarray (n_nodes_total,) int32 — compact leaf number of every node (−1 for split nodes)
-    node_offset_ : ndarray (T,) — first global node number of every tree
-    node_value_ : ndarray (n_nodes_total,) — every node's value (the tree's prediction at a leaf)
-    leaf_pdf_ : scipy.sparse.csr_matrix (n_leaves, nzbins) — every leaf's redshift distribution on the grid
-        (rows sum to 1)
-    model_nbytes_ : int — bytes held by the forest arrays and the leaf distributions
+        The fitted forest.
+    leaf_index_ : ndarray of shape (n_nodes_total,), int32
+        Compact leaf number of every node (−1 for split nodes).
+    node_offset_ : ndarray of shape (n_estimators,)
+        First global node number of every tree.
+    node_value_ : ndarray of shape (n_nodes_total,)
+        Every node's value (the tree's prediction at a leaf).
+    leaf_pdf_ : scipy.sparse.csr_matrix of shape (n_leaves, nzbins)
+        Every leaf's redshift distribution on the grid (rows sum to 1).
+    model_nbytes_ : int
+        Bytes held by the forest arrays and the leaf distributions.
+
+    Notes
+    -----
+    With n training rows, T trees, bootstrap fraction s (``max_samples``, 1 by default) and leaf size m
+    (``min_samples_leaf``), the fitted model needs at most ≈ T·(100·s/m + 24) bytes per training row;
+    ``estimate_pdf`` needs ≈ 4·T + 8·nzbins bytes per row of a chunk plus the output. The paper, the
+    implementation (compiled tree walk and density), the memory estimate and every deviation from the paper
+    are described in ``docs/plugins/random_forest.md``; measured speed and memory in ``BENCHMARKS.md``.
     """
 
     def __init__(self, zmin=0.0, zmax=3.0, nzbins=301, point_estimate="mode", random_state=None,
@@ -242,8 +200,7 @@ class RandomForestPZ(PhotoZEstimator):
     def _traversal_order(self, X32):
         """Rows ordered by the first tree's prediction (stable sort). Rows that are neighbours in this order
         take nearly the same paths through every tree, so a chunk walks a small, cache-resident part of each
-        tree instead of all of it: on the scale benchmark's forest (100 trees of ~25k nodes) sklearn's ``apply``
-        went from 28.5 to 16.5 µs per row with 4096-row chunks (2026-11-27), and the compiled walk's blocks of
+        tree instead of all of it (the speed-up is in ``BENCHMARKS.md``), and the compiled walk's blocks of
         16 rows rely on it. Each row's output does not depend on its neighbours.
         ``X32``: the rows as C-contiguous float32, the trees' own input type."""
         first = self.forest_.estimators_[0].tree_
