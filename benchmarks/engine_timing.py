@@ -98,16 +98,24 @@ def idle_part(args):
     rows, acceptance = [], []
     for plugin in args.plugins:
         times = {"new": [], "before": []}
-        for _ in range(args.repeats):
-            times["new"].append(run_worker(plugin, "new", epochs=args.epochs)["wall_s"])
-            if args.before_src:
-                times["before"].append(run_worker(plugin, "before", src=args.before_src, epochs=args.epochs)["wall_s"])
+        cpu = {"new": [], "before": []}
+        for rep in range(args.repeats):
+            order = ("new", "before") if rep % 2 == 0 else ("before", "new")
+            for version in order:
+                if version == "before" and not args.before_src:
+                    continue
+                res = run_worker(plugin, version, src=args.before_src if version == "before" else None,
+                                 epochs=args.epochs)
+                times[version].append(res["wall_s"])
+                cpu[version].append(res["cpu_s"])
         row = {"plugin": plugin, "new_s": [round(t, 2) for t in times["new"]],
-               "new_median_s": round(float(np.median(times["new"])), 2)}
+               "new_median_s": round(float(np.median(times["new"])), 2),
+               "new_cpu_median_s": round(float(np.median(cpu["new"])), 2)}
         if args.before_src:
             ratio = float(np.median(times["new"]) / np.median(times["before"]))
             row.update(before_s=[round(t, 2) for t in times["before"]],
-                       before_median_s=round(float(np.median(times["before"])), 2), ratio=round(ratio, 3))
+                       before_median_s=round(float(np.median(times["before"])), 2),
+                       before_cpu_median_s=round(float(np.median(cpu["before"])), 2), ratio=round(ratio, 3))
             acceptance.append({"criterion": f"{plugin}: idle fit time, engine / before (median of {args.repeats})",
                                "value": round(ratio, 3), "target": "0.85–1.15", "met": bool(0.85 <= ratio <= 1.15)})
         print(row, flush=True)
