@@ -95,3 +95,22 @@ def test_fit_restores_the_callers_thread_count():
     assert torch.get_num_threads() == before
     with pytest.raises(InputError, match="n_threads"):
         est.set_params(n_threads=0).fit(data.X_train, data.y_train)
+
+
+def test_auto_threads_never_exceed_the_callers_setting():
+    from skorch.callbacks import Callback
+
+    class Record(Callback):
+        def on_epoch_end(self, net, **kwargs):
+            self.seen = getattr(self, "seen", set()) | {torch.get_num_threads()}
+
+    record = Record()
+    est, data = _instance_and_data("baseline_nn", max_epochs=2, callbacks=[record])
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        est.fit(data.X_train, data.y_train)
+        assert record.seen == {1}
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

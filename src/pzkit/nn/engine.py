@@ -475,7 +475,7 @@ class NeuralPhotoZEstimator(PhotoZEstimator):
         Training under bfloat16 autocast; inference is always float32/float64.
     n_threads : "auto", int or None
         torch CPU threads during fit and predict. ``"auto"`` uses the cores other processes leave idle,
-        re-read at each epoch; None leaves torch's setting alone.
+        re-read at each epoch, and never more than torch's own setting; None leaves torch's setting alone.
     callbacks : list of skorch callbacks or (name, callback) pairs, optional
         Added to every training phase, as in skorch (e.g. ``skorch.callbacks.EpochTimer``).
     checkpoint_dir : str, optional
@@ -503,8 +503,13 @@ class NeuralPhotoZEstimator(PhotoZEstimator):
 
     # ------------------------------------------------------------------ public entry points run under the thread budget
     def fit(self, X, y, **side_inputs):
-        with self._thread_context(fitting=True):
-            return super().fit(X, y, **side_inputs)
+        # "auto" never uses more threads than the caller's torch setting (OMP_NUM_THREADS, set_num_threads)
+        self._thread_cap = torch.get_num_threads()
+        try:
+            with self._thread_context(fitting=True):
+                return super().fit(X, y, **side_inputs)
+        finally:
+            self.__dict__.pop("_thread_cap", None)
 
     def estimate_pdf(self, X, ids=None, **side_inputs):
         with self._thread_context(fitting=False):
@@ -516,7 +521,8 @@ class NeuralPhotoZEstimator(PhotoZEstimator):
             if fitting:  # the ThreadBudget callback adjusts it during training
                 return torch_threads(None)
             others = _CpuMonitor().others_busy()
-            n = None if others is None else max(1, round(available_threads() - others))
+            cap = min(available_threads(), torch.get_num_threads())
+            n = None if others is None else int(max(1, min(cap, round(available_threads() - others))))
         return torch_threads(n)
 
     # ------------------------------------------------------------------ validation
@@ -566,7 +572,7 @@ class NeuralPhotoZEstimator(PhotoZEstimator):
         max_epochs = int(self.max_epochs if max_epochs is None else max_epochs)
         extra = []
         if check_threads(self.n_threads) == "auto":
-            extra.append(("thread_budget", ThreadBudget()))
+            extra.append(("thread_budget", ThreadBudget(max_threads=self.__dict__.get("_thread_cap"))))
         ckpt = None
         if self.checkpoint_dir is not None and self.__dict__.get("_fingerprint"):
             ckpt = ResumableCheckpoint(os.path.join(self.checkpoint_dir, f"member{member}_{phase}.pt"),
