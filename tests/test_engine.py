@@ -114,3 +114,10 @@ def test_auto_threads_never_exceed_the_callers_setting():
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_early_stopping_ends_training_without_an_interrupt_error():
+    est, data = _instance_and_data("baseline_nn", max_epochs=300, early_stopping=True, patience=3, lr=3e-3)
+    est.fit(data.X_train, data.y_train)
+    assert len(est.history_[0]) < 300
+    assert all("valid_loss" in row for row in est.history_[0])

@@ -483,6 +483,14 @@ class NeuralPhotoZEstimator(PhotoZEstimator):
         with the same parameters and data resumes and ends with the same weights as an uninterrupted fit.
     verbose : int
         Progress bars on stderr when > 0.
+
+    Attributes
+    ----------
+    modules_ : list of torch.nn.Module
+        The fitted networks (on the CPU, in eval mode), one per ensemble member.
+    history_ : list of list of dict
+        Per member, one row per training epoch: ``epoch``, ``train_loss``, ``dur``, the method's own loss parts,
+        ``phase`` (the training phase) and ``member``.
     """
 
     def __init__(self, zmin=0.0, zmax=3.0, nzbins=301, point_estimate="mode", random_state=None, max_epochs=100,

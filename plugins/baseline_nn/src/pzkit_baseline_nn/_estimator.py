@@ -22,27 +22,16 @@ class BaselineNN(TorchPhotoZEstimator):
         Dropout probability after each hidden layer.
     zmin, zmax, nzbins, point_estimate, random_state
         See :class:`pzkit.PhotoZEstimator`.
-    lr_step : int, default 25
-        Epochs between two learning-rate steps.
-    lr_gamma : float, default 0.1
-        Factor applied to the learning rate at each step.
-    standardize : bool, default True
-        z-score the features with the training set's mean and standard deviation.
-    early_stopping : bool, default False
-        Stop on the loss of a held-out validation split (skorch's ``EarlyStopping``).
-    valid_fraction : float, default 0.1
-        Fraction of the training rows held out when ``early_stopping`` is on.
-    patience : int, default 10
-        Epochs without improvement of the validation loss before training stops.
+    lr_step, lr_gamma, standardize, early_stopping, valid_fraction, patience
+        Learning-rate step decay, feature standardisation and early stopping: see
+        :class:`pzkit.nn.TorchPhotoZEstimator`.
     max_epochs, batch_size, lr, n_members, device, precision, n_threads, callbacks, checkpoint_dir, verbose
         See :class:`pzkit.nn.engine.NeuralPhotoZEstimator`.
 
     Attributes
     ----------
-    modules_ : list of torch.nn.Module
-        The fitted networks, one per ensemble member.
-    history_ : list of list of dict
-        Per member, one row per training epoch, with ``train_loss`` and ``phase``.
+    modules_, history_
+        Fitted networks and training record: see :class:`pzkit.nn.engine.NeuralPhotoZEstimator`.
     mean_, scale_ : ndarray of shape (n_features,)
         The feature standardisation (zeros and ones when ``standardize=False``).
 

@@ -34,26 +34,14 @@ class MTLNarrowBand(TorchPhotoZEstimator):
         Weight of the narrow-band loss (λ; the paper uses 1).
     nb_kind : {"magnitudes", "colors"}, default "magnitudes"
         What ``nb`` holds: narrow-band magnitudes (turned into adjacent colours) or the colours themselves.
-    hidden : tuple of int, default (300, 500, 1000, 500, 300)
-        Widths of the shared hidden layers.
-    dropout : float, default 0.02
-        Dropout probability after each hidden layer.
+    hidden, dropout
+        Widths of the shared hidden layers and the dropout after each, as :class:`pzkit_baseline_nn.BaselineNN`.
+    max_epochs, batch_size, lr, n_members, device, precision, n_threads, callbacks, checkpoint_dir, verbose
+        See :class:`pzkit.nn.engine.NeuralPhotoZEstimator` (the paper: Adam, 100 epochs, lr 1e-3).
+    lr_step, lr_gamma, standardize, early_stopping, valid_fraction, patience
+        See :class:`pzkit.nn.TorchPhotoZEstimator` (the paper: lr divided by 10 every 25 epochs).
     zmin, zmax, nzbins, point_estimate, random_state
         See :class:`pzkit.PhotoZEstimator`.
-    lr_step : int, default 25
-        Epochs between two learning-rate steps.
-    lr_gamma : float, default 0.1
-        Factor applied to the learning rate at each step.
-    standardize : bool, default True
-        z-score the features with the training set's mean and standard deviation.
-    early_stopping : bool, default False
-        Stop on the loss of a held-out validation split (skorch's ``EarlyStopping``).
-    valid_fraction : float, default 0.1
-        Fraction of the training rows held out when ``early_stopping`` is on.
-    patience : int, default 10
-        Epochs without improvement of the validation loss before training stops.
-    max_epochs, batch_size, lr, n_members, device, precision, n_threads, callbacks, checkpoint_dir, verbose
-        See :class:`pzkit.nn.engine.NeuralPhotoZEstimator`.
 
     Attributes
     ----------

@@ -100,11 +100,9 @@ class PITA(ImagePhotoZEstimator):
 
     Attributes
     ----------
-    modules_ : list of torch.nn.Module
-        The fitted networks, one per ensemble member.
-    history_ : list of list of dict
-        Per member, one row per training epoch, with ``train_loss`` and ``phase`` (``"pita"``,
-        ``"pretrain"`` or ``"supervised"``).
+    modules_, history_
+        Fitted networks and training record (see :class:`pzkit.nn.engine.NeuralPhotoZEstimator`); the
+        ``phase`` of a history row is ``"pita"``, ``"pretrain"`` or ``"supervised"``.
     pixel_sigma_ : ndarray of shape (n_bands,)
         Per-band pixel noise, by which the images are divided.
     color_mean_, color_std_ : ndarray of shape (n_bands,)
