@@ -14,6 +14,7 @@ Two measurements (issue 23), each fit in a fresh subprocess so that no thread se
 
     python benchmarks/engine_timing.py --part idle --before-src /tmp/pzkit_before
     python benchmarks/engine_timing.py --part contention
+    python benchmarks/engine_timing.py --part bound        # 1-thread vs 2-thread idle: the contention floor
 """
 
 import argparse
@@ -154,9 +155,26 @@ def contention_part(args):
     return {"epochs": args.epochs, "settings": summary, "acceptance": acceptance}
 
 
+def bound_part(args):
+    """The best any thread setting can do with one core taken: a 1-thread fit on the idle machine, against the
+    default (2-thread) idle fit, alternated. A competitor on one core leaves one core, so the contended /
+    idle ratio cannot go below this."""
+    t1, t2 = [], []
+    for rep in range(args.repeats):
+        for n in ((1, "auto") if rep % 2 == 0 else ("auto", 1)):
+            wall = run_worker("baseline_nn_dc2", n_threads=n, epochs=args.epochs)["wall_s"]
+            (t1 if n == 1 else t2).append(round(wall, 2))
+            print(n, round(wall, 1), flush=True)
+    bound = float(np.median(t1) / np.median(t2))
+    return {"epochs": args.epochs, "one_thread_idle_s": t1, "auto_idle_s": t2,
+            "acceptance": [{"criterion": "lower bound of the contended / idle ratio: 1-thread idle fit / 2-thread "
+                                         f"idle fit (median of {args.repeats}); reported",
+                            "value": round(bound, 3), "target": "reported", "met": True}]}
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--part", choices=("idle", "contention"))
+    ap.add_argument("--part", choices=("idle", "contention", "bound"))
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--epochs", type=int, default=20, help="baseline_nn DC2 epochs")
     ap.add_argument("--plugins", nargs="*", default=list(IDLE_PLUGINS))
@@ -176,7 +194,7 @@ def main():
     from pzkit.harness import machine_info, write_json
 
     t0 = time.time()
-    result = idle_part(args) if args.part == "idle" else contention_part(args)
+    result = {"idle": idle_part, "contention": contention_part, "bound": bound_part}[args.part](args)
     before_rev = None
     if args.before_src:
         before_rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=args.before_src,
