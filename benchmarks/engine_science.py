@@ -89,7 +89,8 @@ def one_run(name, version, seed, args, tmp):
         m = res["per_seed"][0]["metrics"]
         return {"baseline_sigma_mad": m["baseline"]["sigma_mad"], "step3_sigma_mad": m["step3"]["sigma_mad"]}
     models = res["seeds"][str(seed)]["models"]
-    return {f"{k}_target_sigma_mad": v["target_sigma_mad"] for k, v in models.items()}
+    return {f"{k}_target_sigma_mad": v["target_sigma_mad"] for k, v in models.items()
+            if isinstance(v, dict) and "target_sigma_mad" in v}
 
 
 def main():
@@ -100,6 +101,9 @@ def main():
     ap.add_argument("--dc2-epochs", type=int, default=100)
     ap.add_argument("--floor", type=float, default=0.002)
     ap.add_argument("--out", default=os.path.join(HERE, "results", "engine_science.json"))
+    ap.add_argument("--partial", default=os.path.join(os.path.expanduser("~"), ".cache", "pzkit",
+                                                      "engine_science_partial.json"),
+                    help="finished runs, keyed by commits, configuration and seed: a rerun skips them")
     ap.add_argument("--dc2-worker", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.dc2_worker is not None:
@@ -110,16 +114,28 @@ def main():
 
     t0 = time.time()
     results, acceptance = {}, []
+    before_rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=args.before_src, capture_output=True,
+                                text=True).stdout.strip()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                            text=True).stdout.strip()
+    cache = json.load(open(args.partial)) if os.path.exists(args.partial) else {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.configs:
             per = {"before": [], "after": []}
             for seed in args.seeds:
                 for version in ("before", "after"):
-                    t = time.time()
-                    per[version].append(one_run(name, "before" if version == "before" else "new", seed, args, tmp))
-                    print(name, version, seed, per[version][-1], f"{time.time() - t:.0f} s", flush=True)
+                    key = f"{version}|{name}|{args.dc2_epochs}|{seed}"
+                    if key not in cache:
+                        t = time.time()
+                        cache[key] = one_run(name, "before" if version == "before" else "new", seed, args, tmp)
+                        cache[key]["commit"] = before_rev if version == "before" else commit
+                        print(name, version, seed, cache[key], f"{time.time() - t:.0f} s", flush=True)
+                        os.makedirs(os.path.dirname(args.partial), exist_ok=True)
+                        with open(args.partial, "w") as fh:
+                            json.dump(cache, fh)
+                    per[version].append(cache[key])
             results[name] = per
-            for metric in per["after"][0]:
+            for metric in [m for m in per["after"][0] if m != "commit"]:
                 a = np.array([r[metric] for r in per["after"]])
                 b = np.array([r[metric] for r in per["before"]])
                 sem = np.sqrt(a.var(ddof=1) / a.size + b.var(ddof=1) / b.size) if a.size > 1 else 0.0
@@ -129,12 +145,9 @@ def main():
                                    "value": round(abs(diff), 5), "target": f"<= {tol:.5f} (2 seed SEM + floor)",
                                    "met": bool(abs(diff) <= tol), "before_mean": round(float(b.mean()), 5),
                                    "after_mean": round(float(a.mean()), 5)})
-    before_rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=args.before_src, capture_output=True,
-                                text=True).stdout.strip()
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                            text=True).stdout.strip()
+    commits = sorted({r["commit"] for per in results.values() for rs in per.values() for r in rs})
     write_json(args.out, {"benchmark": "science numbers before/after the neural engine", "commit": commit,
-                          "before_commit": before_rev, "seeds": args.seeds, "configs": CONFIGS,
+                          "before_commit": before_rev, "run_commits": commits, "seeds": args.seeds, "configs": CONFIGS,
                           "dc2_epochs": args.dc2_epochs, "machine": machine_info(),
                           "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                           "total_s": round(time.time() - t0, 1), "results": results, "acceptance": acceptance})

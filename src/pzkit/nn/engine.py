@@ -41,14 +41,17 @@ PRECISIONS = ("float32", "bf16-mixed")
 
 # ---------------------------------------------------------------------------------------------- randomness
 @contextlib.contextmanager
-def local_random_state(seed):
+def local_random_state(seed, cuda=False):
     """Run the block with torch's global generator seeded from ``seed``; afterwards the global torch (CPU and
     CUDA), numpy and ``random`` states are exactly what they were.
 
     Dropout and weight initialisation draw from torch's global generator and cannot be given another one;
-    forking it (``torch.random.fork_rng``) is how a fit stays free of global side effects.
+    forking it (``torch.random.fork_rng``) is how a fit stays free of global side effects. ``cuda=True`` (a
+    fit on a GPU) forks the CUDA generators too, initialising CUDA first if needed.
     """
     py_state, np_state = random.getstate(), np.random.get_state()
+    if cuda:
+        torch.cuda.init()
     devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(int(seed))
@@ -76,27 +79,40 @@ class _CpuMonitor:
 
     def __init__(self):
         self.last = None
+        self.estimate = None
 
-    def sample(self):
+    @staticmethod
+    def sample():
         return _cpu_times(), time.process_time(), time.monotonic()
 
-    def others_busy(self, min_interval=0.05):
+    def others_busy(self, min_interval=0.05, wait=True):
+        """The estimate over the time since the previous reading. Without a reading at least ``min_interval``
+        old, ``wait=True`` sleeps that long to take one; ``wait=False`` returns the previous estimate (None at
+        first)."""
         now = self.sample()
         if now[0] is None:
             return None
         if self.last is None or now[2] - self.last[2] < min_interval:
-            time.sleep(max(0.0, min_interval - (now[2] - self.last[2]) if self.last else min_interval))
-            self.last = now if self.last is None else self.last
+            if not wait:
+                self.last = self.last or now
+                return self.estimate
+            if self.last is None:
+                self.last = now
+            time.sleep(max(0.0, min_interval - (now[2] - self.last[2])))
             now = self.sample()
         (b0, t0), c0, w0 = self.last
         (b1, t1), c1, w1 = now
         self.last = now
-        n_cpu = os.cpu_count() or 1
         if t1 <= t0 or w1 <= w0:
-            return None
-        machine = n_cpu * (b1 - b0) / (t1 - t0)
+            return self.estimate
+        machine = (os.cpu_count() or 1) * (b1 - b0) / (t1 - t0)
         own = (c1 - c0) / (w1 - w0)
-        return max(0.0, machine - own)
+        self.estimate = max(0.0, machine - own)
+        return self.estimate
+
+
+#: inference reads the CPU counters without waiting: the estimate covers the time since the previous call
+_INFERENCE_MONITOR = _CpuMonitor()
 
 
 def available_threads():
@@ -523,12 +539,16 @@ class NeuralPhotoZEstimator(PhotoZEstimator):
         with self._thread_context(fitting=False):
             return super().estimate_pdf(X, ids=ids, **side_inputs)
 
+    def predict(self, X, **side_inputs):
+        with self._thread_context(fitting=False):
+            return super().predict(X, **side_inputs)
+
     def _thread_context(self, fitting):
         n = check_threads(self.n_threads)
         if n == "auto":
             if fitting:  # the ThreadBudget callback adjusts it during training
                 return torch_threads(None)
-            others = _CpuMonitor().others_busy()
+            others = _INFERENCE_MONITOR.others_busy(wait=False)
             cap = min(available_threads(), torch.get_num_threads())
             n = None if others is None else int(max(1, min(cap, round(available_threads() - others))))
         return torch_threads(n)
@@ -560,7 +580,7 @@ class NeuralPhotoZEstimator(PhotoZEstimator):
         modules, histories = [], []
         try:
             for member, seed in enumerate(seeds):
-                with local_random_state(seed):
+                with local_random_state(seed, cuda=str(self.device_).startswith("cuda")):
                     module, rows = train_member(member, int(seed))
                 modules.append(module.to("cpu").eval())
                 histories.append(rows)
