@@ -89,8 +89,7 @@ def one_run(name, version, seed, args, tmp):
         m = res["per_seed"][0]["metrics"]
         return {"baseline_sigma_mad": m["baseline"]["sigma_mad"], "step3_sigma_mad": m["step3"]["sigma_mad"]}
     models = res["seeds"][str(seed)]["models"]
-    return {f"{k}_target_sigma_mad": v["target_sigma_mad"] for k, v in models.items()
-            if isinstance(v, dict) and "target_sigma_mad" in v}
+    return {f"{k}_target_sigma_mad": v["target"]["sigma_mad"] for k, v in models.items()}
 
 
 def main():

@@ -121,3 +121,25 @@ def test_early_stopping_ends_training_without_an_interrupt_error():
     est.fit(data.X_train, data.y_train)
     assert len(est.history_[0]) < 300
     assert all("valid_loss" in row for row in est.history_[0])
+
+
+@pytest.mark.parametrize("name", [n for n in TORCH_PLUGINS if pzkit.get_estimator_class(n).get_class_tag(
+    "thread_invariant")])
+def test_thread_invariant_plugins_give_bit_identical_results_on_1_and_2_threads(name):
+    """What lets n_threads='auto' follow the machine's load without changing any result."""
+    pdfs = []
+    for n in (1, 2):
+        est, data = _instance_and_data(name, max_epochs=3, n_threads=n)
+        est.fit(data.X_train, data.y_train, **data.fit_params)
+        pdfs.append(est.estimate_pdf(data.X_test, **data.predict_params).objdata["pdfs"])
+    np.testing.assert_array_equal(pdfs[0], pdfs[1])
+
+
+def test_auto_threads_stay_fixed_for_networks_whose_results_depend_on_them(monkeypatch):
+    """A CNN's sums depend on the thread count: 'auto' leaves torch's setting alone, so the same seed gives the
+    same model however busy the machine is."""
+    monkeypatch.setattr(_CpuMonitor, "others_busy", lambda self, min_interval=0.05, wait=True: 1.5)
+    est, _ = _instance_and_data("bias_cnn")
+    assert not est.get_tag("thread_invariant") and not est._adapts_threads()
+    est, _ = _instance_and_data("baseline_nn")
+    assert est._adapts_threads()

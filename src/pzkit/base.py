@@ -95,6 +95,9 @@ class PhotoZEstimator(RegressorMixin, BaseEstimator):
     #:     the conformance suite checks that the method beats the training-set n(z) on held-out toy data.
     #: ``expected_failed_sklearn_checks``
     #:     sklearn checks expected to fail, name -> reason (reported by the conformance suite, not hidden).
+    #: ``thread_invariant``
+    #:     fits and predictions are bit-identical whatever the number of CPU threads (torch plugins: the engine
+    #:     may then adapt the thread count to the machine's load without changing any result).
     _tags = {
         "X_type": "photometry",
         "fit_inputs": {},
@@ -104,6 +107,7 @@ class PhotoZEstimator(RegressorMixin, BaseEstimator):
         "allow_nan": False,
         "learns": True,
         "expected_failed_sklearn_checks": {},
+        "thread_invariant": True,
     }
     #: Fitted attributes computed from the other fitted state (search trees, packed copies): left out of
     #: ``__getstate__`` (so out of saved models and pickles) and rebuilt on load by ``_rebuild_derived_state``.

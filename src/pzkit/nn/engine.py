@@ -490,8 +490,10 @@ class NeuralPhotoZEstimator(PhotoZEstimator):
     precision : {"float32", "bf16-mixed"}
         Training under bfloat16 autocast; inference is always float32/float64.
     n_threads : "auto", int or None
-        torch CPU threads during fit and predict. ``"auto"`` uses the cores other processes leave idle,
-        re-read at each epoch, and never more than torch's own setting; None leaves torch's setting alone.
+        torch CPU threads during fit and predict. ``"auto"``: for an estimator whose results do not depend on
+        the thread count (tag ``thread_invariant``), the cores other processes leave idle, re-read at each
+        epoch, never more than torch's own setting; for the others torch's setting, unchanged, so that the same
+        seed gives the same model whatever the machine's load. None leaves torch's setting alone.
     callbacks : list of skorch callbacks or (name, callback) pairs, optional
         Added to every training phase, as in skorch (e.g. ``skorch.callbacks.EpochTimer``).
     checkpoint_dir : str, optional
@@ -508,6 +510,10 @@ class NeuralPhotoZEstimator(PhotoZEstimator):
         Per member, one row per training epoch: ``epoch``, ``train_loss``, ``dur``, the method's own loss parts,
         ``phase`` (the training phase) and ``member``.
     """
+
+    #: convolution kernels sum in an order that depends on the thread count: a network's results are assumed
+    #: to depend on it unless a subclass (with a test proving it) says otherwise
+    _tags = {"thread_invariant": False}
 
     def __init__(self, zmin=0.0, zmax=3.0, nzbins=301, point_estimate="mode", random_state=None, max_epochs=100,
                  batch_size=512, lr=1e-3, n_members=1, device="auto", precision="float32", n_threads="auto",
@@ -543,8 +549,13 @@ class NeuralPhotoZEstimator(PhotoZEstimator):
         with self._thread_context(fitting=False):
             return super().predict(X, **side_inputs)
 
+    def _adapts_threads(self):
+        return check_threads(self.n_threads) == "auto" and self.get_tag("thread_invariant")
+
     def _thread_context(self, fitting):
         n = check_threads(self.n_threads)
+        if n == "auto" and not self._adapts_threads():
+            n = None
         if n == "auto":
             if fitting:  # the ThreadBudget callback adjusts it during training
                 return torch_threads(None)
@@ -599,7 +610,7 @@ class NeuralPhotoZEstimator(PhotoZEstimator):
         """
         max_epochs = int(self.max_epochs if max_epochs is None else max_epochs)
         extra = []
-        if check_threads(self.n_threads) == "auto":
+        if self._adapts_threads():
             extra.append(("thread_budget", ThreadBudget(max_threads=self.__dict__.get("_thread_cap"))))
         ckpt = None
         if self.checkpoint_dir is not None and self.__dict__.get("_fingerprint"):
@@ -618,7 +629,7 @@ class NeuralPhotoZEstimator(PhotoZEstimator):
         if progress is not None:
             progress.initial = done
         if done < max_epochs:
-            with torch_threads(None if check_threads(self.n_threads) == "auto" else self.n_threads):
+            with torch_threads(None if check_threads(self.n_threads) in ("auto", None) else self.n_threads):
                 net.partial_fit(X, y, epochs=max_epochs - done)
         if len(net.history) < max_epochs and not _stopped_early(net):
             where = f"; the checkpoint in {self.checkpoint_dir!r} resumes it" if ckpt else ""
