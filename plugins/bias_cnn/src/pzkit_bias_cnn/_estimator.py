@@ -518,7 +518,7 @@ class BiasCNN(ImagePhotoZEstimator):
     def _conformance_instance(cls):
         return cls(zmin=0.0, zmax=2.5, nzbins=26, backbone="S1", conv_width=16, fc_width=32, n_mag_outputs=2,
                    mag_min=-1.0, mag_step=0.5, th=6, max_epochs=16, steps_per_epoch=50, batch_size=32, lr=3e-3,
-                   lr_late=1e-3, lr_drop_epoch=12, finetune_epochs=3, batch_size_finetune=32, lr_finetune=3e-3)
+                   lr_late=1e-3, lr_drop_epoch=12, finetune_epochs=6, batch_size_finetune=32, lr_finetune=3e-3)
 
     @classmethod
     def _sklearn_check_params(cls):
