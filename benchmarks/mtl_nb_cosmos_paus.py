@@ -32,7 +32,9 @@ from pzkit.sims import make
 from pzkit.sims.config import get_config
 from pzkit.study import run_study
 
-PRESET = "cosmos_paus"
+#: The config version the committed results (benchmarks/results/mtl_nb_cosmos_paus*.json) were made with;
+#: version 2 (zCOSMOS-like labels, COSMOS templates) is the calibrated one: ``--version 2``.
+PRESET = "cosmos_paus@1"
 GRID = {"zmin": 0.0, "zmax": 1.5, "nzbins": 301}
 
 
@@ -50,9 +52,16 @@ def averaged(group):
     return average
 
 
+def _label_fraction(preset):
+    labels = get_config(preset)["splits"]["train"]["labels"]
+    if labels.get("samples") is not None:
+        return sum(sample["fraction"] for sample in labels["samples"])
+    return labels["fraction"]
+
+
 def configuration(net, label_fraction, controls, nb_weights):
     """(estimators, params, input transforms, control label) of one study."""
-    fraction = get_config(PRESET)["splits"]["train"]["labels"]["fraction"] * label_fraction
+    fraction = _label_fraction(PRESET) * label_fraction
     # equal optimizer steps: the baseline sees only the labelled fraction of the training rows per epoch
     base = dict(net, max_epochs=int(round(net["max_epochs"] / fraction)), lr_step=int(round(net["lr_step"] / fraction)))
     estimators = [("baseline", "baseline_nn"), ("mtl", "mtl_nb"), ("zpaus", "mtl_nb")]
@@ -112,10 +121,14 @@ def main():
                         help="5σ depths of the narrow bands (sims default 23.0 22.5): deeper bands, less noisy targets")
     parser.add_argument("--nb-weights", type=float, nargs="*", default=(),
                         help="extra zs+NB fits with these narrow-band loss weights λ on every seed")
+    parser.add_argument("--version", type=int, default=1, help="config version of cosmos_paus (1: the committed "
+                        "results; 2: calibrated premises, docs/sims.md)")
     parser.add_argument("--out", default="benchmarks/results/mtl_nb_cosmos_paus.json")
     parser.add_argument("--partial-dir", default=None,
                         help="keep each finished seed here and resume from it (runs longer than a session)")
     args = parser.parse_args()
+    global PRESET
+    PRESET = f"cosmos_paus@{args.version}"
     if args.paper_size:
         net = dict(hidden=(300, 500, 1000, 500, 300), max_epochs=100, lr_step=25, batch_size=512)
     else:
@@ -125,7 +138,11 @@ def main():
         overrides["narrow_bands"] = {"filters": "paus", "depth": list(args.nb_depth), "error_floor": 0.01}
     if args.label_fraction != 1.0:
         labels = get_config(PRESET)["splits"]["train"]["labels"]
-        overrides["splits"] = {"train": {"labels": {"fraction": labels["fraction"] * args.label_fraction}}}
+        if labels.get("samples") is not None:
+            scaled = [{**s, "fraction": s["fraction"] * args.label_fraction} for s in labels["samples"]]
+            overrides["splits"] = {"train": {"labels": {"samples": scaled}}}
+        else:
+            overrides["splits"] = {"train": {"labels": {"fraction": labels["fraction"] * args.label_fraction}}}
 
     def dataset(seed):
         return sims_dataset(make(PRESET, args.n, random_state=seed, **overrides))

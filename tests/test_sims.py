@@ -52,7 +52,8 @@ def test_import_is_light():
 
 # ------------------------------------------------------------------------------------------------ configs
 def test_presets_validate():
-    assert sims.list_presets() == ["candels_like", "cosmos_paus", "deep_wide", "hsc_udf", "lsst_like", "sdss_like"]
+    assert sims.list_presets() == ["candels_like", "cosmos_paus", "deep_wide", "flagship_paus", "hsc_udf",
+                                   "lsst_like", "sdss_like"]
     for p in sims.list_presets():
         cfg = sims.get_config(p)
         assert cfg["name"] == p

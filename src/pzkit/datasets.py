@@ -289,10 +289,12 @@ def load_sims(preset, n=None, random_state=0, inputs=(), cache_dir=None, progres
     """``sims:<preset>``: the preset generated deterministically into the cache (keyed by config hash, ``n``
     and seed); images are rendered only when ``inputs`` asks for them."""
     from .sims import make
-    from .sims.config import list_presets
+    from .sims.config import SimsConfigError, list_presets, parse_preset
 
-    if preset not in list_presets():
-        raise DatasetError(f"unknown sims preset {preset!r}; known: {', '.join(list_presets())}")
+    try:
+        parse_preset(preset)
+    except SimsConfigError as exc:
+        raise DatasetError(f"unknown sims preset {preset!r} ({exc}); known: {', '.join(list_presets())}") from None
     images = any(str(k).split(TARGET_PREFIX)[-1] == "images" for k in inputs)
     result = make(preset, DEFAULT_SIMS_N if n is None else n, random_state=random_state, images=images,
                   cache_dir=cache_dir, progress=progress)

@@ -81,8 +81,11 @@ def nb_filters(cfg):
 
 
 def nb_depths(cfg, n):
+    """5σ depths of the ``n`` narrow bands: one number, a [bluest, reddest] ramp, or one per filter."""
     depth = cfg["narrow_bands"]["depth"]
     if isinstance(depth, (list, tuple)):
+        if len(depth) == n:
+            return np.asarray(depth, dtype=np.float64)
         return np.linspace(float(depth[0]), float(depth[1]), n)
     return np.full(n, float(depth))
 
@@ -99,11 +102,11 @@ def _template_defaults(cfg, key, section):
     val = cfg.get(section, {}).get(key)
     if val is None:
         val = seds.TEMPLATE_PROPS[cfg.get("templates", "cwwsb")][key]
-    k = len(seds.TEMPLATE_SETS[cfg.get("templates", "cwwsb")][1])
+    k = seds.n_types(cfg.get("templates", "cwwsb"))
     if len(val) != k:
         from .config import SimsConfigError
 
-        raise SimsConfigError(f"{section}.{key}: needs one value per template ({k}), got {len(val)}")
+        raise SimsConfigError(f"{section}.{key}: needs one value per point of the type scale ({k}), got {len(val)}")
     return val
 
 
@@ -197,22 +200,26 @@ class SedModel:
         self.cfg = cfg
         self.templates = cfg.get("templates", "cwwsb")
         self.grid = _grid.PhotGrid(self.templates, filter_names, cache_dir)
-        self.k = self.grid.n_templates
+        #: length of the type scale on which galaxies are drawn (see :func:`seds.type_to_index`)
+        self.k = seds.n_types(self.templates)
         self.line_waves = np.array(list(seds.LINES.values()))
         self.line_k = seds.calzetti_k(self.line_waves)
         self.gv0 = _grid.filter_grid(self.templates, _grid.V_FILTER, cache_dir)[:, 0, 0]
 
     def v_flux(self, p):
         """Dust-free rest-frame V-like (5000–6000 Å top-hat) band flux at z = 0, in grid units."""
-        t_b = np.clip(p["t_bulge"], 0, self.k - 1)
-        t_d = np.clip(p["t_disk"], 0, self.k - 1)
-        return p["bt_v"] * np.interp(t_b, np.arange(self.k), self.gv0) + (1 - p["bt_v"]) * np.interp(
-            t_d, np.arange(self.k), self.gv0)
+        n = len(self.gv0)
+        t_b = np.clip(seds.type_to_index(self.templates, p["t_bulge"]), 0, n - 1)
+        t_d = np.clip(seds.type_to_index(self.templates, p["t_disk"]), 0, n - 1)
+        return p["bt_v"] * np.interp(t_b, np.arange(n), self.gv0) + (1 - p["bt_v"]) * np.interp(
+            t_d, np.arange(n), self.gv0)
 
     def fluxes(self, p):
         """(bulge, disk) band f_ν in grid units, (N, n_filters) each, for galaxy parameters ``p``."""
-        bulge = p["bt_v"][:, None] * self.grid.continuum(p["t_bulge"], p["z"], p["ebv_bulge"])
-        disk_c = self.grid.continuum(p["t_disk"], p["z"], p["ebv_disk"])
+        t_b = seds.type_to_index(self.templates, p["t_bulge"])
+        t_d = seds.type_to_index(self.templates, p["t_disk"])
+        bulge = p["bt_v"][:, None] * self.grid.continuum(t_b, p["z"], p["ebv_bulge"])
+        disk_c = self.grid.continuum(t_d, p["z"], p["ebv_disk"])
         lines = np.zeros_like(disk_c)
         gas = p["ebv_disk"] / self.cfg["lines"]["gas_to_star"]
         lo, hi = self.grid.span
@@ -248,7 +255,8 @@ def sample_components(rng, cfg, t, z, n_templates):
     nii_ha = (_interp_type(_template_defaults(cfg, "nii_halpha", "lines"), t_d, log=True)
               * 10 ** (rs * rng.standard_normal(n)))
     oii_ha = ln["oii_halpha"] * 10 ** (rs * rng.standard_normal(n))
-    cont_ha = _grid.template_value(cfg.get("templates", "cwwsb"), t_d, np.array([seds.LINES["Halpha"]]))[:, 0]
+    tset = cfg.get("templates", "cwwsb")
+    cont_ha = _grid.template_value(tset, seds.type_to_index(tset, t_d), np.array([seds.LINES["Halpha"]]))[:, 0]
     f_ha = ew * cont_ha
     hb = f_ha / 2.86
     o3 = oiii_hb * hb
@@ -259,8 +267,29 @@ def sample_components(rng, cfg, t, z, n_templates):
 
 
 # ----------------------------------------------------------------------------------------------- one split
-def _label_mask(rng, labels, z, m):
+def _sample_labels(rng, samples, z, m_obs):
+    """Labels from spectroscopic samples with hard cuts: each sample labels round(fraction × n) objects drawn
+    uniformly among those inside its cuts (observed, dereddened reference magnitude; true z) that no earlier
+    sample labelled, or all of them if fewer qualify."""
     n = len(z)
+    mask = np.zeros(n, dtype=bool)
+    for s in samples:
+        ok = ~mask
+        for key, arr, upper in (("mag_min", m_obs, False), ("mag_max", m_obs, True), ("z_min", z, False),
+                                ("z_max", z, True)):
+            if s.get(key) is not None:
+                ok &= (arr < s[key]) if upper else (arr >= s[key])
+        pool = np.nonzero(ok)[0]
+        k = min(int(round(float(s["fraction"]) * n)), pool.size)
+        if k > 0:
+            mask[rng.choice(pool, size=k, replace=False)] = True
+    return mask
+
+
+def _label_mask(rng, labels, z, m, m_obs=None):
+    n = len(z)
+    if labels.get("samples") is not None:
+        return _sample_labels(rng, labels["samples"], z, m_obs)
     frac = float(labels.get("fraction", 1.0))
     if frac >= 1.0:
         return np.ones(n, dtype=bool)
@@ -320,6 +349,7 @@ def generate_split(cfg, split_name, n, rng, cache_dir=None, _models=None):
     floor = float(dom.get("error_floor", 0.0))
     noise = cfg.get("noise", {})
     extended = bool(noise.get("extended", True))
+    poisson = noise.get("law", "sky") == "poisson"
     nd_sigma = float(noise.get("nondetect_sigma", 0.0))
     # magnitude margin beyond the selection limits for noise scatter: ~4σ of a typical galaxy at the limit
     sig_hi = 1.0857 / (5.0 * 10 ** (0.4 * (depth[ref] - hi))) * 2.0
@@ -352,6 +382,9 @@ def generate_split(cfg, split_name, n, rng, cache_dir=None, _models=None):
         f_mw = f_true * 10 ** (-0.4 * rcoef[None, :] * ebv[:, None])       # top of the atmosphere
         f_cal = f_mw * 10 ** (-0.4 * zp[None, :])                           # with the zero-point error
         sigma = 10 ** (-0.4 * (depth - AB_NJY)) / 5.0 * np.ones((draw, 1))
+        if poisson:
+            # S/N = 5 at the depth and ∝ √flux: source-noise limited, as the MTL authors' Flagship errors
+            sigma = sigma * np.sqrt(np.clip(f_cal / (5.0 * sigma), 0.0, None))
         hlr_eff = bt_band[:, ref] * hlr_b + (1 - bt_band[:, ref]) * hlr_d
         if extended:
             s_gal = hlr_eff / 1.1774
@@ -410,7 +443,9 @@ def generate_split(cfg, split_name, n, rng, cache_dir=None, _models=None):
         cols[f"mag_err_{b}_{survey}"] = errs[:, j]
     for j, b in enumerate(bands):
         cols[f"mag_true_{b}_{survey}"] = mag_true[:, j]
-    labels = _label_mask(rng, sp.get("labels", {}) or {}, data["redshift"], data["m_true"])
+    with np.errstate(invalid="ignore"):
+        m_obs_ref = np.where(det[:, ref], mags[:, ref] - rcoef[ref] * data["ebv"], np.inf)
+    labels = _label_mask(rng, sp.get("labels", {}) or {}, data["redshift"], data["m_true"], m_obs_ref)
     cols["labelled"] = labels
     if sp.get("zpaus"):
         i_obs = mags[:, ref]

@@ -15,6 +15,11 @@ from ..exceptions import InputError
 #: Bump when the generator changes in a way that changes its output for the same config and seed.
 SIMS_VERSION = "1"
 
+#: The newest config version. A preset's version changes when its physics changes; older versions stay
+#: available (``get_config("cosmos_paus", version=1)`` or ``"cosmos_paus@1"``) and give the same output as
+#: before, bit for bit. Version-1 configs carry no ``version`` key, so their hashes are unchanged.
+CONFIG_VERSION = 2
+
 
 class SimsConfigError(InputError):
     """A simulation config is invalid; the message starts with the dotted path of the bad field."""
@@ -72,6 +77,8 @@ _SIZES = {
 }
 
 _NOISE = {
+    # (optional) "law": "sky" (default: σ independent of the flux, sky-limited) or "poisson" (σ ∝ √flux with
+    # S/N = 5 at the 5σ depth; broad bands only)
     "extended": True,          # errors grow with galaxy size: σ ∝ sqrt(1 + σ_gal²/σ_psf²)
     "nondetect_sigma": 0.0,    # non-detection when observed flux <= nondetect_sigma × σ (0: flux <= 0, as DC2)
 }
@@ -89,7 +96,7 @@ _IMAGES = {
 
 _COSMOLOGY = {"H0": 70.0, "Om0": 0.3}
 
-_TOP_KEYS = {"name", "survey", "bands", "ref_band", "templates", "redshift", "magnitude", "population", "galaxy",
+_TOP_KEYS = {"name", "version", "survey", "bands", "ref_band", "templates", "redshift", "magnitude", "population", "galaxy",
              "lines", "sizes", "noise", "images", "cosmology", "narrow_bands", "domains", "splits", "description"}
 
 
@@ -182,6 +189,58 @@ def _cosmos_paus():
     return cfg
 
 
+# Version 2 of the narrow-band presets: what the multi-task narrow-band paper's data carry and version 1 did not
+# (docs/sims.md, "Premises"): the 31 COSMOS2015 templates (the SED library of COSMOS2015 and of the Flagship
+# mock), SED type scatter at fixed class, the observed scatter of line strengths, and spectroscopic samples
+# selected as zCOSMOS-bright and the fainter compilation were.
+_GALAXY_V2 = {"disk_type_scatter": 0.3}
+# EW(Hα) at fixed type and mass scatters by ~0.3 dex (Fumagalli et al. 2012; Sobral et al. 2014); line ratios
+# at fixed type by ~0.2 dex ([OIII]/Hβ, [NII]/Hα: Kewley et al. 2013)
+_LINES_V2 = {"ew_scatter_dex": 0.3, "ratio_scatter_dex": 0.2}
+#: zCOSMOS DR3 bright: 15 < i < 22.5, 0.1 < z < 1.2 (Lilly et al. 2009), ~9,400 of the ~33,000 i < 23 galaxies
+#: of PAUS+COSMOS; plus 2,693 from the Alarcon et al. (2021) compilation with no such cuts (C3R2, DEIMOS, …).
+_ZCOSMOS_LABELS = {"samples": [
+    {"name": "zcosmos_bright", "fraction": 9400 / 33000, "mag_max": 22.5, "z_min": 0.1, "z_max": 1.2},
+    {"name": "compilation", "fraction": 2693 / 33000},
+]}
+
+
+def _cosmos_paus_v2():
+    cfg = deep_merge(_cosmos_paus(), {
+        "version": 2, "templates": "cosmos", "galaxy": _GALAXY_V2, "lines": _LINES_V2,
+        "description": (
+            "COSMOS+PAUS-like (Cabayol et al. 2023, §2), version 2: u B V r i z + 40 PAUS-like narrow bands, "
+            "31 COSMOS templates; train: i < 23 with narrow bands, spec-z as zCOSMOS-bright (i < 22.5, "
+            "0.1 < z < 1.2) plus a fainter compilation (~37 % in all), zpaus photo-z for all; test: i < 25, "
+            "broad bands only")})
+    cfg["splits"]["train"]["labels"] = copy.deepcopy(_ZCOSMOS_LABELS)
+    return cfg
+
+
+def _flagship_paus():
+    # Cabayol et al. (2023) §5: CFHT u, DECam griz, Euclid NISP Y J H at the paper's 5σ depths (footnote 7)
+    bands = {"u": "cfht_megacam-u", "g": "decam2014-g", "r": "decam2014-r", "i": "decam2014-i",
+             "z": "decam2014-z", "Y": "Euclid-Y", "J": "Euclid-J", "H": "Euclid-H"}
+    depth = {"u": 25.25, "g": 24.65, "r": 24.15, "i": 24.35, "z": 23.95, "Y": 24.0, "J": 24.0, "H": 24.0}
+    fwhm = {"u": 0.90, "g": 1.00, "r": 0.95, "i": 0.90, "z": 0.90, "Y": 0.30, "J": 0.33, "H": 0.36}
+    # The authors' Flagship errors (their code; the paper does not describe them): S/N = 5·10^(0.2 (m_5σ − m)),
+    # i.e. ∝ √flux, from the magnitude alone (no size term), capped at S/N ≈ 24 (a 0.045 mag floor)
+    domains = {"flagship": _ground(depth, fwhm, 0.2, 0.0, 0.0, floor=0.045)}
+    cfg = _base("flagship_paus", "flagship", bands, "i", 0.0, 1.5, 17.0, 25.0, 0.33, domains, {}, (
+        "Euclid Flagship-like (Cabayol et al. 2023, §5): CFHT u, DECam griz, Euclid YJH at the paper's depths, "
+        "31 COSMOS templates; train: i < 23 with 40 PAUS-like narrow bands, a random third with spec-z "
+        "(10,000 of 30,000) and zpaus photo-z for all; test: i < 25, broad bands only"))
+    cfg = deep_merge(cfg, {"version": 2, "templates": "cosmos", "galaxy": _GALAXY_V2, "lines": _LINES_V2,
+                           "noise": {"law": "poisson", "extended": False}})
+    cfg["narrow_bands"] = {"filters": "paus", "depth": [23.0, 22.5], "error_floor": 0.01}
+    cfg["splits"] = {
+        "train": _split(0.5, "flagship", mag_max=23.0, narrow_bands=True, zpaus=True),
+        "test": _split(0.5, "flagship", mag_max=25.0),
+    }
+    cfg["splits"]["train"]["labels"] = {"samples": [{"name": "spec", "fraction": 1 / 3}]}
+    return cfg
+
+
 _HSC_FWHM = {"u": 0.90, "g": 0.80, "r": 0.75, "i": 0.62, "z": 0.68, "y": 0.72}
 _HSC_UD = {"u": 27.4, "g": 27.0, "r": 26.8, "i": 26.5, "z": 26.0, "y": 25.5}
 _HSC_DEEP = {"u": 27.0, "g": 26.5, "r": 26.1, "i": 25.9, "z": 25.3, "y": 24.5}
@@ -269,19 +328,42 @@ def _candels_like():
     return cfg
 
 
-PRESETS = {
-    "lsst_like": _lsst_like,
-    "sdss_like": _sdss_like,
-    "cosmos_paus": _cosmos_paus,
-    "hsc_udf": _hsc_udf,
-    "candels_like": _candels_like,
-    "deep_wide": _deep_wide,
+#: preset -> {version: builder}; the highest version is the default.
+PRESET_VERSIONS = {
+    "lsst_like": {1: _lsst_like},
+    "sdss_like": {1: _sdss_like},
+    "cosmos_paus": {1: _cosmos_paus, 2: _cosmos_paus_v2},
+    "flagship_paus": {2: _flagship_paus},
+    "hsc_udf": {1: _hsc_udf},
+    "candels_like": {1: _candels_like},
+    "deep_wide": {1: _deep_wide},
 }
+#: preset -> builder of its newest version.
+PRESETS = {name: versions[max(versions)] for name, versions in PRESET_VERSIONS.items()}
 
 
 def list_presets():
-    """Names of the built-in presets."""
+    """Names of the built-in presets (each at its newest version; ``name@version`` selects another)."""
     return sorted(PRESETS)
+
+
+def parse_preset(preset, version=None):
+    """``(name, version)`` of ``"name"`` or ``"name@version"``; the version defaults to the newest."""
+    name, _, tail = str(preset).partition("@")
+    if name not in PRESET_VERSIONS:
+        raise SimsConfigError(f"preset: unknown preset {name!r}; known: {list_presets()}")
+    if tail:
+        if version is not None:
+            raise SimsConfigError(f"version: given twice ({preset!r} and version={version!r})")
+        if not tail.isdigit():
+            raise SimsConfigError(f"preset: version in {preset!r} must be an integer")
+        version = int(tail)
+    versions = PRESET_VERSIONS[name]
+    if version is None:
+        version = max(versions)
+    if isinstance(version, bool) or not isinstance(version, int) or version not in versions:
+        raise SimsConfigError(f"version: preset {name!r} has version(s) {sorted(versions)}, got {version!r}")
+    return name, version
 
 
 def list_domains(preset):
@@ -306,17 +388,20 @@ def deep_merge(base, override, path=""):
     return out
 
 
-def get_config(preset, domain=None, **overrides):
-    """The validated config of ``preset`` (a name or a config dict) with ``overrides`` deep-merged in.
+def get_config(preset, domain=None, version=None, **overrides):
+    """The validated config of ``preset`` (a name, ``"name@version"``, or a config dict) with ``overrides``
+    deep-merged in.
 
-    ``domain`` is a shortcut that puts every split in that domain (e.g. ``domain="elais_deep"``).
+    ``domain`` is a shortcut that puts every split in that domain (e.g. ``domain="elais_deep"``);
+    ``version`` picks an older version of a preset (default: the newest, see :data:`PRESET_VERSIONS`).
     """
     if isinstance(preset, dict):
+        if version is not None:
+            raise SimsConfigError("version: only a preset name takes a version, not a config dict")
         cfg = copy.deepcopy(preset)
     else:
-        if preset not in PRESETS:
-            raise SimsConfigError(f"preset: unknown preset {preset!r}; known: {list_presets()}")
-        cfg = PRESETS[preset]()
+        name, version = parse_preset(preset, version)
+        cfg = PRESET_VERSIONS[name][version]()
     if overrides:
         cfg = deep_merge(cfg, overrides)
     if domain is not None:
@@ -366,6 +451,34 @@ def _per_band(mapping, bands, field, check, required=True):
         check(v, f"{field}.{b}")
 
 
+_SAMPLE_KEYS = {"name", "fraction", "mag_min", "mag_max", "z_min", "z_max"}
+
+
+def _label_samples(labels, field):
+    extra = sorted(set(labels) - {"samples"})
+    if extra:
+        raise SimsConfigError(f"{field}.{extra[0]}: not used with samples (each sample has its own fraction and "
+                              "hard cuts); remove it")
+    samples = labels["samples"]
+    if not isinstance(samples, (list, tuple)) or not samples:
+        raise SimsConfigError(f"{field}.samples: a non-empty list of samples")
+    total = 0.0
+    for i, s in enumerate(samples):
+        here = f"{field}.samples[{i}]"
+        _dict(s, here)
+        unknown = sorted(set(s) - _SAMPLE_KEYS)
+        if unknown:
+            raise SimsConfigError(f"{here}.{unknown[0]}: unknown field; known: {sorted(_SAMPLE_KEYS)}")
+        _num(s.get("fraction"), f"{here}.fraction", lo=0.0, hi=1.0)
+        total += s["fraction"]
+        for key in ("mag_min", "mag_max"):
+            _num(s.get(key), f"{here}.{key}", lo=5.0, hi=40.0, allow_none=True)
+        for key in ("z_min", "z_max"):
+            _num(s.get(key), f"{here}.{key}", lo=0.0, hi=6.0, allow_none=True)
+    if total > 1.0 + 1e-9:
+        raise SimsConfigError(f"{field}.samples: fractions must sum to <= 1, got {total:.6g}")
+
+
 def validate(cfg):
     """Check a config; raise :class:`SimsConfigError` whose message starts with the bad field's path."""
     from .filters import check_filter
@@ -378,6 +491,9 @@ def validate(cfg):
     for key in ("name", "survey", "bands", "ref_band", "redshift", "magnitude", "domains", "splits"):
         if cfg.get(key) is None:
             raise SimsConfigError(f"{key}: required field is missing")
+    ver = cfg.get("version", 1)
+    if isinstance(ver, bool) or not isinstance(ver, int) or not 1 <= ver <= CONFIG_VERSION:
+        raise SimsConfigError(f"version: must be an integer from 1 to {CONFIG_VERSION}, got {ver!r}")
     survey = cfg["survey"]
     if not isinstance(survey, str) or not survey.isidentifier():
         raise SimsConfigError(f"survey: must be an identifier used in column names, got {survey!r}")
@@ -424,6 +540,8 @@ def validate(cfg):
 
     noise = _dict(cfg.get("noise", {}), "noise")
     _num(noise.get("nondetect_sigma", 0.0), "noise.nondetect_sigma", lo=0.0)
+    if noise.get("law", "sky") not in ("sky", "poisson"):
+        raise SimsConfigError(f"noise.law: 'sky' or 'poisson', got {noise.get('law')!r}")
     images = _dict(cfg.get("images", {}), "images")
     size = images.get("stamp_size", 32)
     if isinstance(size, bool) or not isinstance(size, int) or size < 8 or size > 512:
@@ -453,8 +571,10 @@ def validate(cfg):
                 check_filter(f, f"narrow_bands.filters[{i}]")
         depth = nb.get("depth")
         if isinstance(depth, (list, tuple)):
-            if len(depth) != 2:
-                raise SimsConfigError("narrow_bands.depth: [bluest, reddest] 5σ depths or one number")
+            n_nb = 40 if filters == "paus" else len(filters)
+            if len(depth) not in (2, n_nb):
+                raise SimsConfigError(f"narrow_bands.depth: one 5σ depth, [bluest, reddest], or one per filter "
+                                      f"({n_nb}); got {len(depth)} values")
             for i, d in enumerate(depth):
                 _num(d, f"narrow_bands.depth[{i}]", lo=0.0, lo_open=True, hi=40.0)
         else:
@@ -516,7 +636,10 @@ def validate(cfg):
             raise SimsConfigError(f"{f}: magnitude range [{lo}, {hi}] must lie inside magnitude "
                                   f"[{m['min']}, {m['max']}]")
         labels = _dict(sp.get("labels", {"fraction": 1.0}), f"{f}.labels")
-        _num(labels.get("fraction", 1.0), f"{f}.labels.fraction", lo=0.0, hi=1.0)
+        if labels.get("samples") is not None:
+            _label_samples(labels, f"{f}.labels")
+        else:
+            _num(labels.get("fraction", 1.0), f"{f}.labels.fraction", lo=0.0, hi=1.0)
         if sp.get("narrow_bands") and nb is None:
             raise SimsConfigError(f"{f}.narrow_bands: the config defines no narrow_bands")
     if abs(total - 1.0) > 1e-6:

@@ -294,14 +294,15 @@ def _frame(cols, order=None):
 
 # ----------------------------------------------------------------------------------------------- make
 def make(preset, n, random_state=0, cache=True, images=False, cache_dir=None, progress=False, domain=None,
-         **overrides):
+         version=None, **overrides):
     """Generate a mock survey (or read it from the cache).
 
     Parameters
     ----------
     preset : str or dict
-        ``"lsst_like"``, ``"sdss_like"``, ``"cosmos_paus"``, ``"hsc_udf"``, ``"candels_like"`` (see
-        :func:`list_presets`), or a full config dict.
+        ``"lsst_like"``, ``"sdss_like"``, ``"cosmos_paus"``, ``"flagship_paus"``, ``"hsc_udf"``,
+        ``"candels_like"``, ``"deep_wide"`` (see :func:`list_presets`), optionally ``"name@version"``, or a
+        full config dict.
     n : int
         Total number of galaxies over all splits (each split gets its ``fraction``).
     random_state : int
@@ -318,6 +319,8 @@ def make(preset, n, random_state=0, cache=True, images=False, cache_dir=None, pr
         Show tqdm progress bars.
     domain : str, optional
         Put every split in this domain (e.g. ``make("hsc_udf", n, domain="elais_deep")``).
+    version : int, optional
+        Config version of the preset (default: the newest); an older version gives exactly its old output.
     **overrides
         Deep-merged into the preset config, e.g. ``redshift={"max": 2.0}``,
         ``domains={"wfd": {"depth": {"u": 25.0}}}``, ``splits={"target": {"domain": "deep2_deep"}}``,
@@ -326,7 +329,7 @@ def make(preset, n, random_state=0, cache=True, images=False, cache_dir=None, pr
     if isinstance(images, dict):   # images={"stamp_size": 64, ...}: render, with these image settings
         overrides["images"] = images
         images = True
-    cfg = get_config(preset, domain=domain, **overrides)
+    cfg = get_config(preset, domain=domain, version=version, **overrides)
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise SimsConfigError(f"n: must be a positive integer, got {n!r}")
     n = int(n)

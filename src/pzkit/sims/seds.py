@@ -1,8 +1,14 @@
 """Rest-frame spectral energy distributions and the physics applied to them.
 
-* Templates: the CWW+SB set shipped by ``desc-bpz`` (El, Sbc, Scd, Im, SB3, SB2; Benítez 2004) or the
+* Templates: the CWW+SB set shipped by ``desc-bpz`` (El, Sbc, Scd, Im, SB3, SB2; Benítez 2004), the
   CWW E/Sbc/Scd/Im ``_ext`` set shipped by GalSim (Coleman, Wu & Weedman 1980, extended by Bolzonella
-  et al. 2000). Files are read from the installed packages; nothing is downloaded.
+  et al. 2000), or the 31 COSMOS templates shipped by ``pz-rail-base`` (``COSMOS_seds.list``: Polletta et al.
+  2007 ellipticals and spirals plus 12 Bruzual & Charlot 2003 starbursts, Ilbert et al. 2009), the SED
+  library of COSMOS2015 and of the Euclid Flagship mock. Files are read from the installed packages;
+  nothing is downloaded.
+* The type scale: galaxies are drawn on a continuous type x in [0, 5] (El, Sbc, Scd, Im, SB3, SB2 at the
+  integers, the CWW+SB scale), and every per-type default (dust, line strengths, class boundaries) is given on
+  it. A set with more members maps x onto its own template index piecewise-linearly (:data:`TYPE_NODES`).
 * Emission lines already present in the templates (the Kinney starbursts carry strong lines) are stripped,
   so that lines are added once, with controlled equivalent widths (:func:`line_fluxes`).
 * Internal dust: the Calzetti et al. (2000) starburst law, R_V = 4.05, with linear extrapolation outside
@@ -48,6 +54,17 @@ TEMPLATE_SETS = {
     # name -> (package, file stems), ordered red (early type) -> blue (late type / starburst)
     "cwwsb": ("desc_bpz", ["El_B2004a", "Sbc_B2004a", "Scd_B2004a", "Im_B2004a", "SB3_B2004a", "SB2_B2004a"]),
     "cww": ("galsim", ["CWW_E_ext", "CWW_Sbc_ext", "CWW_Scd_ext", "CWW_Im_ext"]),
+    "cosmos": ("rail", ["Ell1_A_0", "Ell2_A_0", "Ell3_A_0", "Ell4_A_0", "Ell5_A_0", "Ell6_A_0", "Ell7_A_0",
+                        "S0_A_0", "Sa_A_0", "Sa_A_1", "Sb_A_0", "Sb_A_1", "Sc_A_0", "Sc_A_1", "Sc_A_2", "Sd_A_0",
+                        "Sd_A_1", "Sd_A_2", "Sdm_A_0"] + [f"SB{k}_A_0" for k in range(12)]),
+}
+
+#: Type scale -> template index, for sets whose members are not the type scale's integers: (x nodes, index
+#: nodes), linear in between. COSMOS: the E/S0 class (x < 0.5) spans Ell1…S0, the spiral class (0.5–2.5)
+#: S0…Sdm, the irregular/starburst class (> 2.5) Sdm…SB11, the order of the list (red to blue within
+#: each family). Sets not listed use their index as the type.
+TYPE_NODES = {
+    "cosmos": ([0.0, 0.5, 2.5, 5.0], [0.0, 7.0, 18.5, 30.0]),
 }
 
 #: Per-template physical defaults (one value per template, red -> blue): mean internal E(B−V) of the disk,
@@ -58,7 +75,25 @@ TEMPLATE_PROPS = {
               "oiii_hbeta": [0.3, 0.4, 0.7, 1.5, 3.0, 5.0], "nii_halpha": [1.0, 0.4, 0.3, 0.2, 0.12, 0.08]},
     "cww": {"dust_mean": [0.03, 0.12, 0.15, 0.12], "ew_halpha": [1.0, 10.0, 20.0, 35.0],
             "oiii_hbeta": [0.3, 0.4, 0.7, 1.5], "nii_halpha": [1.0, 0.4, 0.3, 0.2]},
+    # on the type scale x = 0…5; the Bruzual & Charlot starbursts are dust-free, so they get the dust that
+    # Ilbert et al. (2009) apply to the late types (E(B−V) 0–0.5, Calzetti)
+    "cosmos": {"dust_mean": [0.03, 0.12, 0.15, 0.15, 0.18, 0.18], "ew_halpha": [1.0, 10.0, 20.0, 35.0, 60.0, 100.0],
+               "oiii_hbeta": [0.3, 0.4, 0.7, 1.5, 3.0, 5.0], "nii_halpha": [1.0, 0.4, 0.3, 0.2, 0.12, 0.08]},
 }
+
+
+def n_types(name):
+    """Length of the type scale of template set ``name``: its templates sit at x = 0 … n_types − 1."""
+    nodes = TYPE_NODES.get(name)
+    return len(TEMPLATE_SETS[name][1]) if nodes is None else int(round(nodes[0][-1])) + 1
+
+
+def type_to_index(name, x):
+    """Continuous template index of type ``x`` (identity for sets without :data:`TYPE_NODES`)."""
+    nodes = TYPE_NODES.get(name)
+    if nodes is None:
+        return x
+    return np.interp(x, nodes[0], nodes[1])
 
 #: Normalisation window (rest Å) of every template: mean f_λ = 1 here.
 NORM_WINDOW = (5000.0, 6000.0)
@@ -80,6 +115,17 @@ def _template_dir(package):
         except ImportError as exc:  # pragma: no cover
             raise SimsConfigError("templates: the 'cww' set ships with galsim, which is not installed") from exc
         return os.path.join(galsim.meta_data.share_dir, "SEDs")
+    if package == "rail":
+        import importlib.util
+
+        spec = importlib.util.find_spec("rail")
+        folders = [os.path.join(p, "examples_data", "estimation_data", "data", "SED")
+                   for p in (spec.submodule_search_locations or [])] if spec else []
+        for folder in folders:
+            if os.path.isdir(folder):
+                return folder
+        raise SimsConfigError("templates: the 'cosmos' set ships with pz-rail-base, which is not installed "
+                              "(pip install pz-rail-base)")
     raise SimsConfigError(f"templates: unknown package {package!r}")  # pragma: no cover
 
 
