@@ -53,8 +53,10 @@ def test_versions_select_and_refuse():
 
 
 def test_sims_dataset_takes_a_version():
-    from pzkit.datasets import DatasetError, load_sims
+    from pzkit.datasets import DatasetError, get_dataset, load_sims
 
+    assert get_dataset("sims:cosmos_paus@1", n=120).name == "sims:cosmos_paus@1"
+    assert get_dataset("sims:cosmos_paus", n=120).name == "sims:cosmos_paus"
     with pytest.raises(DatasetError, match="cosmos_paus@5"):
         load_sims("cosmos_paus@5", n=50)
 

@@ -249,7 +249,7 @@ def sims_dataset(result, name=None):
     for params in bench.values():
         params.update(grid)
     return Dataset(
-        name=name or f"sims:{result.config['name']}", train=train, validation=test, target=target,
+        name=name or f"sims:{_preset_label(result.config)}", train=train, validation=test, target=target,
         bands=list(result.bands), redshift_column=result.redshift_column, id_column=result.id_column,
         mag_limits=dict(result.mag_limits), inputs=inputs, feature_params=feature_params, grid=grid,
         bench_params=bench,
@@ -283,6 +283,15 @@ def sims_inputs(path, names=()):
     if images and result.images is None:
         read_companion_images(path, required=True)
     return result.catalog, result_inputs(result)
+
+
+def _preset_label(config):
+    """``name`` for a preset at its newest version, ``name@version`` for an older one."""
+    from .sims.config import PRESET_VERSIONS
+
+    versions = PRESET_VERSIONS.get(config["name"])
+    version = config.get("version", 1)
+    return config["name"] if not versions or version == max(versions) else f"{config['name']}@{version}"
 
 
 def load_sims(preset, n=None, random_state=0, inputs=(), cache_dir=None, progress=False):

@@ -65,12 +65,14 @@ def cmd_make(args):
 
 
 def cmd_list(args):
-    from .config import get_config, list_presets
+    from .config import PRESET_VERSIONS, get_config, list_presets
 
     for name in list_presets():
         cfg = get_config(name)
         splits = ", ".join(f"{s} ({v['fraction']:.3g}, {v['domain']})" for s, v in cfg["splits"].items())
-        print(f"{name}: {cfg['description']}")
+        versions = sorted(PRESET_VERSIONS[name])
+        older = f" (older: {', '.join(f'{name}@{v}' for v in versions[:-1])})" if len(versions) > 1 else ""
+        print(f"{name} v{versions[-1]}{older}: {cfg['description']}")
         print(f"    bands: {' '.join(cfg['bands'])}   splits: {splits}")
         print(f"    domains: {', '.join(cfg['domains'])}")
     return 0
@@ -82,8 +84,8 @@ def add_subparser(subparsers):
     sub = p.add_subparsers(dest="sims_command", required=True)
 
     m = sub.add_parser("make", help="generate a preset and write catalog (+ narrow bands, images)")
-    m.add_argument("preset", help="lsst_like, sdss_like, cosmos_paus, hsc_udf, candels_like or deep_wide "
-                   "(`pzkit sims list`)")
+    m.add_argument("preset", help="lsst_like, sdss_like, cosmos_paus, flagship_paus, hsc_udf, candels_like or "
+                   "deep_wide, optionally name@version (`pzkit sims list`)")
     m.add_argument("--n", type=int, required=True, help="number of galaxies over all splits")
     m.add_argument("--out", "-o", required=True,
                    help="output: .hdf5 (groups photometry, narrow_bands) or .parquet; images -> <stem>_images.hdf5")
