@@ -164,3 +164,15 @@ def test_poisson_noise_law_hand_computed():
     assert np.median(err_sky[b] / (1.0857 / (5 * 10 ** (0.4 * (depth - m_sky[b]))))) == pytest.approx(1.0, abs=0.03)
     with pytest.raises(SimsConfigError, match="^noise.law"):
         get_config("flagship_paus", noise={"law": "gaussian"})
+
+
+def test_selection_on_true_magnitudes():
+    result = sims.make("flagship_paus", 600, random_state=1, cache=False)
+    train = result.train.catalog
+    assert (train["mag_true_i_flagship"] < 23.0).all()
+    assert (train["mag_i_flagship"] >= 23.0).any()        # noise scatters some across the cut, as in the mock
+    observed = sims.make("flagship_paus", 600, random_state=1, cache=False,
+                         splits={"train": {"select_on": "observed"}, "test": {"select_on": "observed"}})
+    assert (observed.train.catalog["mag_i_flagship"] < 23.0).all()
+    with pytest.raises(SimsConfigError, match=r"^splits.train.select_on"):
+        get_config("flagship_paus", splits={"train": {"select_on": "noisy"}})

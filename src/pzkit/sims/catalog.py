@@ -340,6 +340,7 @@ def generate_split(cfg, split_name, n, rng, cache_dir=None, _models=None):
         nb_model = _models[tuple(nb_filt)]
 
     mag = cfg["magnitude"]
+    select_true = sp.get("select_on", "observed") == "true"
     lo = sp["mag_min"] if sp.get("mag_min") is not None else mag["min"]
     hi = sp["mag_max"] if sp.get("mag_max") is not None else mag["max"]
     depth = np.array([dom["depth"][b] for b in bands])
@@ -394,7 +395,11 @@ def generate_split(cfg, split_name, n, rng, cache_dir=None, _models=None):
         f_obs = f_cal + sigma * rng.standard_normal(f_cal.shape)
         with np.errstate(divide="ignore", invalid="ignore"):
             m_sel = AB_NJY - 2.5 * np.log10(f_obs[:, ref]) - rcoef[ref] * ebv
-        keep = (f_obs[:, ref] > 0) & (m_sel >= lo) & (m_sel < hi)
+        if select_true:
+            # a mock selected on its noise-free magnitudes (the MTL authors' Flagship samples), not a survey
+            keep = (m_true >= lo) & (m_true < hi)
+        else:
+            keep = (f_obs[:, ref] > 0) & (m_sel >= lo) & (m_sel < hi)
         # centre offsets (pixels) and NB photometry are drawn for every galaxy so that the stream is fixed
         jitter = float(cfg["images"].get("center_jitter", 0.5))
         dxy = (rng.random((draw, 2)) * 2 - 1) * jitter

@@ -238,6 +238,8 @@ def _flagship_paus():
         "test": _split(0.5, "flagship", mag_max=25.0),
     }
     cfg["splits"]["train"]["labels"] = {"samples": [{"name": "spec", "fraction": 1 / 3}]}
+    for split in cfg["splits"].values():   # the authors' samples are cut on noise-free i, as a mock can be
+        split["select_on"] = "true"
     return cfg
 
 
@@ -635,6 +637,9 @@ def validate(cfg):
         if lo < m["min"] or hi > m["max"]:
             raise SimsConfigError(f"{f}: magnitude range [{lo}, {hi}] must lie inside magnitude "
                                   f"[{m['min']}, {m['max']}]")
+        if sp.get("select_on", "observed") not in ("observed", "true"):
+            raise SimsConfigError(f"{f}.select_on: 'observed' (a survey) or 'true' (a mock selected on noise-free "
+                                  f"magnitudes), got {sp.get('select_on')!r}")
         labels = _dict(sp.get("labels", {"fraction": 1.0}), f"{f}.labels")
         if labels.get("samples") is not None:
             _label_samples(labels, f"{f}.labels")
