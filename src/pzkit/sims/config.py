@@ -90,6 +90,8 @@ _IMAGES = {
     "bulge_trunc": 5.0,        # de Vaucouleurs truncation radius in half-light radii
     "center_jitter": 0.5,      # uniform sub-pixel offset of the centre, ± pixels
     "colour_gradients": True,  # False (a control): bulge and disk get the galaxy's integrated SED
+    # (optional) "photometry": {"method": "aperture", "diameter": arcsec}: catalogue magnitudes measured on the
+    # stamps (pzkit.sims.photometry); absent: the true flux plus Gaussian noise
     "n_jobs": 1,
     "chunk_size": 256,
 }
@@ -555,6 +557,12 @@ def validate(cfg):
     nj = images.get("n_jobs", 1)
     if isinstance(nj, bool) or not isinstance(nj, int) or nj < 1:
         raise SimsConfigError(f"images.n_jobs: must be a positive integer, got {nj!r}")
+    phot = images.get("photometry")
+    if phot is not None:
+        _dict(phot, "images.photometry")
+        if phot.get("method") != "aperture":
+            raise SimsConfigError(f"images.photometry.method: 'aperture', got {phot.get('method')!r}")
+        _num(phot.get("diameter"), "images.photometry.diameter", lo=0.0, lo_open=True, hi=60.0)
     cs = images.get("chunk_size", 256)
     if isinstance(cs, bool) or not isinstance(cs, int) or cs < 1:
         raise SimsConfigError(f"images.chunk_size: must be a positive integer, got {cs!r}")

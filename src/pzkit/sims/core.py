@@ -310,7 +310,9 @@ def make(preset, n, random_state=0, cache=True, images=False, cache_dir=None, pr
     cache : bool
         Read from and write to the cache directory, keyed by a hash of (config, n, seed, version).
     images : bool or dict
-        Also render GalSim stamps (cached separately; the catalog is identical with or without images).
+        Also render GalSim stamps (cached separately; the catalog is identical with or without images, unless
+        ``images["photometry"]`` asks for catalogue magnitudes measured on them, see
+        :mod:`pzkit.sims.photometry`; then the stamps are always rendered).
         A dict both asks for images and overrides the config's ``images`` section, e.g.
         ``images={"stamp_size": 64, "method": "exact"}``.
     cache_dir : str, optional
@@ -330,6 +332,8 @@ def make(preset, n, random_state=0, cache=True, images=False, cache_dir=None, pr
         overrides["images"] = images
         images = True
     cfg = get_config(preset, domain=domain, version=version, **overrides)
+    measured = cfg.get("images", {}).get("photometry") is not None
+    images = bool(images) or measured     # a catalogue measured on the stamps needs the stamps
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise SimsConfigError(f"n: must be a positive integer, got {n!r}")
     n = int(n)
@@ -392,6 +396,10 @@ def make(preset, n, random_state=0, cache=True, images=False, cache_dir=None, pr
                     _write_h5(img_path, {"images": imgs}, {"key": key, "info": json.dumps(info, default=float)})
                 except OSError:
                     pass
+    if measured:
+        from .photometry import with_measured_photometry
+
+        catalog = with_measured_photometry(cfg, catalog, imgs, info)
     return SimResult(catalog, cfg, nb, imgs, info, key, folder if cache else None)
 
 
