@@ -73,7 +73,7 @@ def measure(cfg, catalog, images, info):
             y = np.where(lost, y0 + centre, y)
             for j in range(len(bands)):
                 mosaic = detection if j == ref else _mosaic(images[rows, j])[0]
-                f, e, _ = sep.sum_circle(mosaic, x, y, radius, err=float(noise[j]), subpix=5)
+                f, e, _ = sep.sum_circle(mosaic, x, y, radius, err=float(noise[j]), subpix=0)
                 flux[rows, j] = f
                 flux_err[rows, j] = np.sqrt(e**2 + (floor * _LN10_04 * np.maximum(f, 0.0)) ** 2)
     out = {}
