@@ -13,8 +13,6 @@ benchmark fits on the same labelled objects (a stand-in for the paper's photomet
 import argparse
 import json
 
-import numpy as np
-
 from pzkit.harness import machine_info, write_json
 
 
