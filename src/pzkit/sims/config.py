@@ -462,7 +462,7 @@ def _label_samples(labels, field):
     extra = sorted(set(labels) - {"samples"})
     if extra:
         raise SimsConfigError(f"{field}.{extra[0]}: not used with samples (each sample has its own fraction and "
-                              "hard cuts); remove it")
+                              "hard cuts); remove it, or override with samples=None to use it")
     samples = labels["samples"]
     if not isinstance(samples, (list, tuple)) or not samples:
         raise SimsConfigError(f"{field}.samples: a non-empty list of samples")
