@@ -58,3 +58,18 @@ def test_bad_photometry_config_names_the_field():
         sims.get_config("sdss_like", images={"photometry": {"method": "kron", "diameter": 3.0}})
     with pytest.raises(SimsConfigError, match="^images.photometry.diameter"):
         sims.get_config("sdss_like", images={"photometry": {"method": "aperture", "diameter": -1}})
+
+
+def test_cli_image_settings_reach_make(tmp_path, capsys):
+    from pzkit.datasets import read_sims_file
+    from pzkit.sims.cli import main
+
+    out = tmp_path / "s.hdf5"
+    rc = main(["make", "sdss_like", "--n", "40", "--out", str(out), "--quiet", "--no-cache",
+               "--set", "images.photometry.method=aperture", "--set", "images.photometry.diameter=3"])
+    assert rc == 0
+    result = read_sims_file(out)
+    assert "mag_gauss_r_sdss" in result.catalog and result.images is not None
+    rc = main(["make", "sdss_like", "--n", "40", "--out", str(tmp_path / "t.hdf5"), "--quiet", "--no-cache",
+               "--set", "images.stamp_size=16"])
+    assert rc == 2 and "--set images.*" in capsys.readouterr().err

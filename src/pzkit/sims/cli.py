@@ -53,7 +53,15 @@ def cmd_make(args):
     if ext not in (".hdf5", ".hdf", ".parquet", ".pq"):
         raise SimsConfigError(f"out: unsupported output extension {ext!r}; use .hdf5 or .parquet")
     overrides = _parse_set(args.set)
-    res = make(args.preset, args.n, random_state=args.seed, cache=not args.no_cache, images=args.images,
+    images = args.images
+    settings = overrides.pop("images", None)
+    if settings is not None:
+        # image settings travel through make's `images` argument; they mean nothing without stamps, except a
+        # catalogue measured on the stamps (images.photometry), which renders them anyway
+        if not args.images and "photometry" not in settings:
+            raise SimsConfigError("--set images.*: these settings apply to rendered stamps; add --images")
+        images = settings
+    res = make(args.preset, args.n, random_state=args.seed, cache=not args.no_cache, images=images,
                cache_dir=args.cache_dir, progress=not args.quiet, domain=args.domain, **overrides)
     files = res.write(args.out)
     if not args.quiet:
