@@ -37,7 +37,8 @@ import numpy as np
 from pzkit.harness import machine_info, write_json
 from pzkit.metrics import point_metrics
 from pzkit.sims import make
-from pzkit.sims.catalog import AB_NJY, mw_coefficient, nb_filters
+from pzkit.sims.catalog import AB_NJY, mw_coefficient, nb_depths, nb_filters
+from pzkit.sims.config import get_config
 
 #: The paper's numbers; the labels-for-all gain is the range the issue quotes (8 % COSMOS, 11 % Flagship), each
 #: end widened by the tolerance.
@@ -147,15 +148,11 @@ COSMOS2015_EXTRA = {
 def chi2_part(version, seed, n_objects=4000):
     """BB+NB photo-z precision of i < 23 galaxies with narrow bands (the training split): with the preset's
     6 broad + 40 narrow bands, and with the COSMOS2015 bands that the paper's PAUS+COSMOS photo-z also used."""
-    from pzkit.sims.config import get_config
-
-    nb_cfg = get_config(f"cosmos_paus@{version}")["narrow_bands"]
-    paus_depth = nb_filters({"narrow_bands": nb_cfg})
-    n_paus = len(paus_depth[0])
-    from pzkit.sims.catalog import nb_depths
-
-    extra = {"filters": paus_depth[1] + list(COSMOS2015_EXTRA),
-             "depth": nb_depths({"narrow_bands": nb_cfg}, n_paus).round(4).tolist()
+    nb_cfg = {"narrow_bands": get_config(f"cosmos_paus@{version}")["narrow_bands"]}
+    paus_filters = nb_filters(nb_cfg)[1]
+    n_paus = len(paus_filters)
+    extra = {"filters": paus_filters + list(COSMOS2015_EXTRA),
+             "depth": nb_depths(nb_cfg, n_paus).round(4).tolist()
              + [round(d - 0.55, 2) for d in COSMOS2015_EXTRA.values()]}
     sim = make(f"cosmos_paus@{version}", N_COSMOS, random_state=seed, narrow_bands=extra)
     train = sim.train

@@ -20,9 +20,7 @@ import math
 
 import numpy as np
 
-from .catalog import AB_NJY, SIGMA1_OFFSET
-
-_LN10_04 = 0.4 * math.log(10.0)
+from .catalog import _LN10_04, AB_NJY, SIGMA1_OFFSET
 _CHUNK = 4096
 
 
