@@ -122,12 +122,14 @@ def test_loss_routing_each_task_reaches_only_its_head():
     assert g["point"] and not g["colour"] and not g["proj"]
     g, parts = grads({"contrastive": 0.0025, "colour": 1.0, "redshift": 1.0, "bins": 1.0})
     assert all(g.values()) and set(parts) == {"contrastive", "keys", "colour", "redshift", "bins"}
-    # the colour loss is the masked MSE: the NaN entry is skipped, not imputed
+    # the colour loss is the squared error summed over each row's colour vector and averaged over the rows
+    # (the paper's L2); the NaN entry is skipped, not imputed
     net.zero_grad(set_to_none=True)
     h = net.latent(torch.asinh(x))
     pred = net.color_head(h)
     finite = torch.isfinite(colors)
-    expected = float(((pred - torch.nan_to_num(colors))[finite] ** 2).mean().detach())
+    rows = [i for i in range(len(colors)) if finite[i].any()]
+    expected = sum(float(((pred[i] - colors[i])[finite[i]] ** 2).sum().detach()) for i in rows) / len(rows)
     _, parts = step_losses(net, None, None, x, None, y, soft, colors, {"colour": 1.0}, 0.15, 0.1)
     assert abs(parts["colour"] - expected) < 1e-5
 
@@ -214,3 +216,18 @@ def test_interrupted_pretrain_finetune_resumes_from_checkpoint_bit_identically(i
     checkpoint and the interrupted one continues exactly (the contrastive phase is in tests/test_engine.py)."""
     est = PITA._conformance_instance().set_params(random_state=4, mode="pretrain_finetune")
     interrupted_then_resumed(est, est._conformance_data(0), kill_at=5)
+
+
+def test_predict_returns_the_huber_head_by_default():
+    X, z, _ = make_toy_images(n=120, n_bands=3, size=16, random_state=0)
+    est = PITA(**{**PITA._conformance_instance().get_params(), "max_epochs": 2})
+    est.fit(X[:100], z[:100])
+    head = est.predict_point_head(X[100:])
+    ens = est.estimate_pdf(X[100:])
+    assert est.point_estimate == "head"
+    assert np.allclose(est.predict(X[100:]), np.clip(head, est.zgrid_[0], est.zgrid_[-1]))
+    assert np.allclose(ens.ancil["zhead"], est.predict(X[100:]))
+    est.set_params(point_estimate="median")
+    assert np.allclose(est.predict(X[100:]), ens.ancil["zmedian"])
+    with pytest.raises(InputError, match="point_estimate must be one of"):
+        est.set_params(point_estimate="huber").predict(X[100:])

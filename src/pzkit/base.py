@@ -71,10 +71,15 @@ class PhotoZEstimator(RegressorMixin, BaseEstimator):
     nzbins : int
         Number of grid points (RAIL's convention): ``zgrid_ = linspace(zmin, zmax, nzbins)``.
     point_estimate : {"mode", "median", "mean"}
-        Which summary of the PDF ``predict`` returns.
+        Which summary of the PDF ``predict`` returns (a plugin may add its own point output, see
+        ``point_estimate_columns``).
     random_state : int, numpy Generator/RandomState or None
         Seed for every random step of the method.
     """
+
+    #: ``point_estimate`` choices -> the ``estimate_pdf`` ancil column ``predict`` returns. A plugin whose paper
+    #: has its own point output (a regression head) adds it here and writes that column in ``_estimate_pdf``.
+    point_estimate_columns = POINT_ESTIMATES
 
     #: What the estimator consumes, as tags (skbase/sktime style): class-level ``_tags`` dicts are merged along
     #: the MRO, a subclass's entries win. Read them with :meth:`get_tags` / :meth:`get_class_tags`; ``pzkit
@@ -200,7 +205,10 @@ class PhotoZEstimator(RegressorMixin, BaseEstimator):
         """Point estimates (n,): the ``point_estimate`` summary of :meth:`estimate_pdf`'s PDFs."""
         X, _ = self._validate_X(X, reset=False)
         ens = self._checked_ensemble(X, **side_inputs)
-        return _pdf.summarize(ens, self.zgrid_)[POINT_ESTIMATES[self.point_estimate]]
+        column = self.point_column()
+        if column in POINT_ESTIMATES.values():
+            return _pdf.summarize(ens, self.zgrid_)[column]
+        return np.asarray(ens.ancil[column])
 
     def score(self, X, y, sample_weight=None, **side_inputs):
         """Negative σ_NMAD of :meth:`predict` against ``y`` (higher is better, as GridSearchCV expects)."""
@@ -233,10 +241,15 @@ class PhotoZEstimator(RegressorMixin, BaseEstimator):
         raise NotImplementedError(f"{type(self).__name__} must implement _estimate_pdf(X)")
 
     # ------------------------------------------------------------------ validation
+    def point_column(self):
+        """The ``estimate_pdf`` ancil column that ``predict`` returns, for this ``point_estimate``."""
+        self._check_point_estimate()
+        return self.point_estimate_columns[self.point_estimate]
+
     def _check_point_estimate(self):
-        if self.point_estimate not in POINT_ESTIMATES:
+        if self.point_estimate not in self.point_estimate_columns:
             raise InputError(
-                f"point_estimate must be one of {sorted(POINT_ESTIMATES)}, got {self.point_estimate!r}"
+                f"point_estimate must be one of {sorted(self.point_estimate_columns)}, got {self.point_estimate!r}"
             )
 
     def _validate_X(self, X, reset):

@@ -432,8 +432,7 @@ def evaluate(estimators, dataset="dc2", params=None, random_state=0, progress=Tr
             report.results.append(entry)
             continue
         bar.set_postfix_str(f"{name}: metrics")
-        key = {"mode": "zmode", "median": "zmedian", "mean": "zmean"}[est.point_estimate]
-        metrics, arrays = score_ensemble(ens, ens.ancil[key], est.zgrid_, ctx)
+        metrics, arrays = score_ensemble(ens, ens.ancil[est.point_column()], est.zgrid_, ctx)
         entry.update(metrics)
         extra = {}
         for metric_name, func in (extra_metrics or {}).items():

@@ -209,7 +209,7 @@ def check_predict_matches_pdf(estimator, data):
     """predict returns the chosen point estimate of estimate_pdf's PDFs, for every point_estimate."""
     est = _fit(clone(estimator), data)
     ens = est.estimate_pdf(data.X_test, **data.predict_params)
-    for choice, key in (("mode", "zmode"), ("median", "zmedian"), ("mean", "zmean")):
+    for choice, key in est.point_estimate_columns.items():
         est.set_params(point_estimate=choice)
         pred = np.asarray(est.predict(data.X_test, **data.predict_params))
         assert pred.shape == (data.n_test(),), f"predict returned shape {pred.shape}"

@@ -332,6 +332,17 @@ def _candels_like():
     return cfg
 
 
+def _candels_like_v2():
+    # a survey catalogue is measured on the pixels: colours in 0.7″-diameter apertures, the aperture of the
+    # 3D-HST/CANDELS catalogues (Skelton et al. 2014), here on images that are not PSF-matched
+    return deep_merge(_candels_like(), {
+        "version": 2, "images": {"photometry": {"method": "aperture", "diameter": 0.7}},
+        "description": (
+            "CANDELS-like HST F606W F814W F125W F160W, H < 26, z < 4, version 2: catalogue magnitudes measured "
+            "on the stamps in 0.7″ apertures (not PSF-matched); train: ~20% labelled (biased bright) + "
+            "unlabelled, test: labelled")})
+
+
 #: preset -> {version: builder}; the highest version is the default.
 PRESET_VERSIONS = {
     "lsst_like": {1: _lsst_like},
@@ -339,7 +350,7 @@ PRESET_VERSIONS = {
     "cosmos_paus": {1: _cosmos_paus, 2: _cosmos_paus_v2},
     "flagship_paus": {2: _flagship_paus},
     "hsc_udf": {1: _hsc_udf},
-    "candels_like": {1: _candels_like},
+    "candels_like": {1: _candels_like, 2: _candels_like_v2},
     "deep_wide": {1: _deep_wide},
 }
 #: preset -> builder of its newest version.

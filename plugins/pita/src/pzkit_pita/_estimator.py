@@ -5,6 +5,7 @@ images that learns from unlabelled galaxies (Khederlarian et al., arXiv:2602.102
 import numpy as np
 import torch
 
+from pzkit.base import POINT_ESTIMATES
 from pzkit.exceptions import InputError
 from pzkit.nn import grid_bins, select_device, soft_labels
 from pzkit.nn.engine import LearningRateSchedule, RowIndex, cosine_decay
@@ -36,14 +37,18 @@ class PITA(ImagePhotoZEstimator):
 
     A CNN encoder maps augmented crops of the images to a latent vector that feeds three tasks: a MoCo
     contrastive loss on every image, a regression of the colour targets ``colors`` on every image that has
-    them, and a redshift head (a Huber-loss point estimate and a softmax over the grid's bins) on labelled
-    images only, so unlabelled galaxies (NaN in ``y``) still shape the encoder. ``mode`` selects this joint
+    them, and a redshift head (the paper's Huber-loss point estimate and, as an extension, a softmax over the
+    grid's bins for the PDF) on labelled images only, so unlabelled galaxies (NaN in ``y``) still shape the
+    encoder. ``mode`` selects this joint
     training, pre-training then fine-tuning, or supervised training. ``predict``/``estimate_pdf`` take images.
 
     Parameters
     ----------
-    zmin, zmax, nzbins, point_estimate, random_state
-        See :class:`pzkit.PhotoZEstimator`; the point estimate defaults to the PDF median.
+    zmin, zmax, nzbins, random_state
+        See :class:`pzkit.PhotoZEstimator`.
+    point_estimate : {"head", "mode", "median", "mean"}, default "head"
+        What ``predict`` returns: the Huber head's redshift (the paper's output, clipped to the grid; ancil
+        column ``zhead`` of ``estimate_pdf``) or a summary of the PDF.
     mode : {"pita", "pretrain_finetune", "supervised"}, default "pita"
         The three tasks trained together; contrastive pre-training on all images, then fine-tuning on the
         labelled ones; or the redshift tasks on the labelled images only.
@@ -75,8 +80,9 @@ class PITA(ImagePhotoZEstimator):
         Momentum of the key encoder's update.
     temperature : float, default 0.1
         Temperature of the InfoNCE loss.
-    contrastive_weight, color_weight, redshift_weight, bin_weight : float, default 0.0025, 1, 1, 1
-        Weights of the contrastive, colour, Huber redshift and bin cross-entropy losses (0 drops a task).
+    contrastive_weight, color_weight, redshift_weight, bin_weight : float, default 1, 1, 1, 1
+        Weights of the contrastive, colour, Huber redshift and bin cross-entropy losses (0 drops a task). The
+        paper weighs its three tasks 1:1:1 and has no bin head (``bin_weight=0``: no trained PDF).
     huber_delta : float, default 0.15
         δ of the Huber redshift loss.
     label_sigma : float, default 0.02
@@ -115,12 +121,13 @@ class PITA(ImagePhotoZEstimator):
     """
 
     _tags = {"unlabelled_rows": True, "fit_inputs": {"colors": "colors"}}
+    point_estimate_columns = {**POINT_ESTIMATES, "head": "zhead"}
 
-    def __init__(self, zmin=0.0, zmax=3.0, nzbins=301, point_estimate="median", random_state=None, mode="pita",
+    def __init__(self, zmin=0.0, zmax=3.0, nzbins=301, point_estimate="head", random_state=None, mode="pita",
                  encoder="small", encoder_widths=(32, 64, 128), latent_dim=128, proj_dim=64,
                  head_widths=(128, 128, 128, 128, 128, 64), crop_size=64, jitter=4.0, rotation="any",
                  noise_std=0.5, reddening=None, extinction_coeffs=None, queue_size=50000, momentum=0.999,
-                 temperature=0.1, contrastive_weight=0.0025, color_weight=1.0, redshift_weight=1.0,
+                 temperature=0.1, contrastive_weight=1.0, color_weight=1.0, redshift_weight=1.0,
                  bin_weight=1.0, huber_delta=0.15, label_sigma=0.02, labelled_fraction=0.5, max_epochs=30,
                  pretrain_epochs=30, steps_per_epoch=100, batch_size=128, lr=1e-3, weight_decay=1e-5, n_members=1,
                  device="auto", precision="float32", n_threads="auto", callbacks=None, checkpoint_dir=None,
@@ -161,12 +168,9 @@ class PITA(ImagePhotoZEstimator):
         return super().fit(X, y, colors=colors)
 
     def predict_point_head(self, X):
-        """The Huber-trained point redshift of MLP_redshift (the paper's output), one per image."""
+        """The Huber head's redshift (the paper's output), one per image, unclipped."""
         X, _ = self._validate_X(X, reset=False)
-        def point(xb):
-            return sum(net.redshift(net.latent(stretch(xb)))[0] for net in self.modules_) / len(self.modules_)
-
-        return fixed_batch_forward(point, [self._prepare(X)])
+        return fixed_batch_forward(lambda xb: self._forward(xb)[1], [self._prepare(X)])
 
     def embed(self, X):
         """The 128-d latent vectors (n, latent_dim) of the centre-cropped images."""
@@ -308,16 +312,20 @@ class PITA(ImagePhotoZEstimator):
         return np.ascontiguousarray(centre_crop(X, int(self.crop_size))
                                     / self.pixel_sigma_[None, :, None, None].astype(np.float32))
 
-    def _estimate_pdf(self, X):
-        def probs(xb):
-            out = 0.0
-            for net in self.modules_:
-                _, logits = net.redshift(net.latent(stretch(xb)))
-                out = out + torch.softmax(logits.double(), dim=1)
-            return out / len(self.modules_)
+    def _forward(self, xb):
+        """Bin probabilities and Huber-head redshift of a batch, averaged over the members."""
+        probs, point = 0.0, 0.0
+        for net in self.modules_:
+            z, logits = net.redshift(net.latent(stretch(xb)))
+            probs = probs + torch.softmax(logits.double(), dim=1)
+            point = point + z.double()
+        return probs / len(self.modules_), point / len(self.modules_)
 
-        p = fixed_batch_forward(probs, [self._prepare(X)])
-        return self._hist_ensemble(p)
+    def _estimate_pdf(self, X):
+        p, head = fixed_batch_forward(self._forward, [self._prepare(X)])
+        ens = self._hist_ensemble(p)
+        ens.set_ancil({"zhead": np.clip(head, self.zgrid_[0], self.zgrid_[-1])})
+        return ens
 
     # ------------------------------------------------------------------ persistence
     def _new_module(self):

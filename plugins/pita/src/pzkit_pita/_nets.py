@@ -247,7 +247,8 @@ def step_losses(net, key_encoder, queue, x_query, x_key, y, soft, colors, weight
         if finite.any():
             pred = net.color_head(h)
             err = torch.where(finite, pred - torch.nan_to_num(colors), torch.zeros_like(pred))
-            loss = (err ** 2).sum() / finite.sum()
+            # the paper's L2: summed over the colour vector, averaged over the rows that have targets
+            loss = (err ** 2).sum() / finite.any(dim=1).sum()
             total = total + weights["colour"] * loss
             parts["colour"] = float(loss.detach())
     labelled = torch.isfinite(y)
