@@ -202,7 +202,8 @@ class PhotoZEstimator(RegressorMixin, BaseEstimator):
         return ens
 
     def predict(self, X, **side_inputs):
-        """Point estimates (n,): the ``point_estimate`` summary of :meth:`estimate_pdf`'s PDFs."""
+        """Point estimates (n,): the ``point_estimate`` column of :meth:`estimate_pdf`'s ancil (a PDF summary,
+        or a plugin's own point output)."""
         X, _ = self._validate_X(X, reset=False)
         ens = self._checked_ensemble(X, **side_inputs)
         column = self.point_column()
