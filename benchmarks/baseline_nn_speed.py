@@ -13,7 +13,6 @@ import os
 import platform
 import time
 
-import numpy as np
 import torch
 
 from pzkit.datasets import load_dc2

@@ -170,10 +170,15 @@ def main():
     parser.add_argument("--methods", nargs="+", default=["pita", "supervised", "pretrain_finetune", "pita_no_colour"],
                         help=f"image methods to run, of {list(METHODS)} (ablations and controls at the smallest count "
                              "only)")
+    parser.add_argument("--widths", type=int, nargs="+", default=None,
+                        help="encoder widths of every image method (diagnostic; default: the small CNN's "
+                             f"{CNN['encoder_widths']})")
     parser.add_argument("--partial-dir", default=os.path.join(os.path.expanduser("~"), ".cache", "pzkit",
                                                               "pita_label_curve"))
     parser.add_argument("--out", default="benchmarks/results/pita_label_curve.json")
     args = parser.parse_args()
+    if args.widths:
+        COMMON["encoder_widths"] = tuple(args.widths)
     os.makedirs(args.partial_dir, exist_ok=True)
     t0 = time.time()
     table, studies = {}, {}

@@ -332,7 +332,7 @@ def part_storage():
     import pzkit
     from pzkit.datasets import load_dc2
     from pzkit.metrics.pdf import cde_loss, pit_stats, pit_values
-    from pzkit.storage import REPRESENTATIONS, Storage, write_ensemble
+    from pzkit.storage import Storage, write_ensemble
 
     dc2 = load_dc2()
     z = dc2.validation["redshift"].to_numpy()

@@ -88,7 +88,6 @@ def estimate_partitions(model, ddf, storage="quantiles", storage_options=None, c
     ``model`` is a fitted pipeline (``PhotometryFeatures`` first) or a bare estimator with ``columns=``.
     """
     import dask
-    import pandas as pd
 
     store = storage if isinstance(storage, Storage) else Storage(storage, **(storage_options or {}))
     needed, ids_from, feature_id = _required_columns(model, columns, id_column)

@@ -12,7 +12,6 @@ from _pzfuzz import (assert_valid_ensemble, examples, is_image_class, outcome_of
                      training_data)
 from hypothesis import given
 from hypothesis import strategies as st
-from sklearn.base import clone
 
 from pzkit.exceptions import InputError
 
