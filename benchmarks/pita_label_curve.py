@@ -1,6 +1,7 @@
 """PITA against its comparators over the label count, on ``candels_like``, through the shared harness (issue 26).
 
     python benchmarks/pita_label_curve.py [--seeds 0 1 2] [--counts 100 300 1000 3000 10000 20000]
+                                          [--min-steps 600] [--methods ...] [--widths 32 64 128]
                                           [--partial-dir DIR] [--out benchmarks/results/pita_label_curve.json]
 
 The paper's method, read on the paper's output: ``pita`` with InfoNCE + colour L2 (summed over the 4-vector)
@@ -167,7 +168,8 @@ def main():
     parser.add_argument("--min-steps", type=int, default=600,
                         help="optimiser steps at least, for every method (self-supervised tasks need passes over "
                              "the unlabelled images, not only the labels)")
-    parser.add_argument("--methods", nargs="+", default=["pita", "supervised", "pretrain_finetune", "pita_no_colour"],
+    parser.add_argument("--methods", nargs="+", choices=list(METHODS),
+                        default=["pita", "supervised", "pretrain_finetune", "pita_no_colour"],
                         help=f"image methods to run, of {list(METHODS)} (ablations and controls at the smallest count "
                              "only)")
     parser.add_argument("--widths", type=int, nargs="+", default=None,

@@ -71,7 +71,8 @@ def steps_for(n_labels, epochs):
 def huber_mlp(X, z, X_test, steps, seed, threads):
     """The paper's photometry MLP, with the supervised CNN's head, loss and schedule: standardised photometry
     → [128 × 5, 64] → one redshift, Huber(δ = 0.15), Adam 1e-3 with a cosine decay, batches of 128, ``steps``
-    steps. Torch's global generator is forked, so the caller's random state is untouched."""
+    steps. Torch's global generator is forked and its thread count restored, so the caller's state is
+    untouched."""
     import torch
 
     from pzkit.nn import MLP
@@ -80,6 +81,7 @@ def huber_mlp(X, z, X_test, steps, seed, threads):
     Xs = torch.as_tensor((X - mean) / std, dtype=torch.float32)
     Xt = torch.as_tensor((X_test - mean) / std, dtype=torch.float32)
     zs = torch.as_tensor(z, dtype=torch.float32)
+    previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
@@ -97,7 +99,9 @@ def huber_mlp(X, z, X_test, steps, seed, threads):
             sched.step()
         net.eval()
         with torch.no_grad():
-            return net(Xt)[:, 0].double().numpy()
+            out = net(Xt)[:, 0].double().numpy()
+    torch.set_num_threads(previous_threads)
+    return out
 
 
 def one(data, n_labels, seed, epochs, threads, done=None):
