@@ -19,6 +19,8 @@ _EXPORTS = {
     "save": "pzkit.persistence",
     "load": "pzkit.persistence",
     "evaluate": "pzkit.harness",
+    "StackedPhotoZ": "pzkit.stacking",
+    "CalibratedPhotoZ": "pzkit.calibration",
     "run_study": "pzkit.study",
     "get_dataset": "pzkit.datasets",
     "list_datasets": "pzkit.datasets",
@@ -33,7 +35,7 @@ _EXPORTS = {
 }
 _SUBMODULES = {"datasets", "metrics", "testing", "registry", "features", "persistence", "pdf", "grid", "sims",
                "harness", "cli", "exceptions", "base", "pipeline", "scoring", "tables", "nn", "rail",
-               "study"}
+               "study", "stacking", "calibration", "model_selection"}
 
 __all__ = sorted(_EXPORTS)
 

@@ -1,16 +1,22 @@
-r"""Model-agnostic corrections of point photo-z.
+r"""Model-agnostic corrections of photo-z PDFs and point estimates.
+
+:class:`CalibratedPhotoZ` recalibrates any estimator's PDFs with the PIT distribution of its cross-validated
+training PDFs (Bordoloi, Lilly & Amara 2010, MNRAS 406, 881), optionally per magnitude bin.
 
 :class:`ZPhotCalibrator` is Step 4 of the bias-CNN paper (Lin et al., arXiv:2202.09964, §3.2.4 and §4.3): it
 removes the z_photo-dependent mean residual of any estimator's point estimates, using a labelled training set
 resampled to the test sample's (z_photo, magnitude) distribution.
 """
 
+import numbers
+
 import numpy as np
 from sklearn.base import BaseEstimator
 
+from .base import PhotoZEstimator
 from .exceptions import InputError, NotFittedError
 
-__all__ = ["ZPhotCalibrator"]
+__all__ = ["CalibratedPhotoZ", "ZPhotCalibrator"]
 
 
 def _vec(x, name, n=None, allow_nan=False):
@@ -275,3 +281,254 @@ class ZPhotCalibrator(BaseEstimator):
     def predict(self, z_photo, mag=None):
         """Alias of :meth:`transform`."""
         return self.transform(z_photo, mag)
+
+
+class CalibratedPhotoZ(PhotoZEstimator):
+    r"""PDFs of any estimator recalibrated with the PIT distribution of its cross-validated training PDFs.
+
+    The method of Bordoloi, Lilly & Amara (2010, MNRAS 406, 881, §2): if the PIT values
+    :math:`C_i(z_{s,i})` of a sample are distributed with density :math:`N(c)` rather than uniformly, the PDFs
+    :math:`p'(z) \propto p(z)\,N(C(z))` have uniform PIT. Here :math:`N` is learned from out-of-fold PDFs of the
+    training set (each from a model that did not see the object), as a histogram of ``n_pit_bins`` bins.
+
+    Two additions, both fitted on the same out-of-fold PDFs:
+
+    * **tails** (``tail_weight``): before the PIT step, each PDF is mixed with the training set's n(z),
+      :math:`(1-\epsilon)\,p + \epsilon\,n`, with ε maximising the out-of-fold log score. A remap of the CDF
+      cannot move a truth that lies where a PDF is zero (PIT exactly 0 or 1: the spikes at the PIT
+      histogram's edges); the mixture gives such objects density, the remap then spreads them.
+    * **magnitude** (``magnitude_column``): N is learned in ``n_magnitude_bins`` equal-count bins of one
+      feature column, so that PDFs of faint objects are broadened more than those of bright ones. Objects
+      outside the training range get the nearest bin's N: the correction is not extrapolated.
+
+    Parameters
+    ----------
+    estimator : estimator or str
+        The pzkit estimator (or entry-point name) whose PDFs are recalibrated; it is cloned, never fitted.
+    cv : int, cross-validation splitter or iterable
+        Folds for the out-of-fold PDFs (an integer: shuffled ``KFold`` seeded by ``random_state``).
+    magnitude_column : int or str, optional
+        The column of ``X`` (index, or name when ``fit`` gets a DataFrame) that N depends on.
+    n_magnitude_bins : int
+        Equal-count magnitude bins (used with ``magnitude_column``).
+    n_pit_bins : int or "auto"
+        Bins of the PIT histogram N. "auto": one bin per 200 held-out objects per magnitude bin (a bin's N
+        then has about 7 % noise), at least 10 and at most 100.
+    tail_weight : "auto", float or None
+        ε of the n(z) mixture: fitted ("auto"), fixed, or None (no mixture, Bordoloi et al. as published).
+    n_jobs : int, optional
+        Folds fitted in parallel with joblib.
+    zmin, zmax, nzbins : optional
+        The grid; None: the estimator's own. When set, given to the estimator.
+    point_estimate : {"mode", "median", "mean"}
+        Summary of the recalibrated PDF that ``predict`` returns.
+    random_state : int, Generator or None
+        Seeds the folds and the estimator when its own ``random_state`` is None.
+    verbose : int
+        1: a progress bar over the fits.
+
+    Attributes
+    ----------
+    estimator_ : estimator
+        The estimator fitted on all the data.
+    tail_weight_ : float
+        ε of the n(z) mixture (0 without it).
+    prior_ : ndarray (nzbins,)
+        The training n(z) on the grid, smoothed with a Gaussian of 0.02 (1 + z).
+    magnitude_edges_ : ndarray
+        Inner edges of the magnitude bins (empty without ``magnitude_column``).
+    pit_density_ : ndarray (n_magnitude_bins, n_pit_bins)
+        N per magnitude bin, with mean 1.
+    """
+
+    _tags = {"learns": True}
+
+    def __init__(self, estimator=None, cv=5, magnitude_column=None, n_magnitude_bins=4, n_pit_bins="auto",
+                 tail_weight="auto", n_jobs=None, zmin=None, zmax=None, nzbins=None, point_estimate="mode",
+                 random_state=None, verbose=0):
+        self.estimator = estimator
+        self.cv = cv
+        self.magnitude_column = magnitude_column
+        self.n_magnitude_bins = n_magnitude_bins
+        self.n_pit_bins = n_pit_bins
+        self.tail_weight = tail_weight
+        self.n_jobs = n_jobs
+        self.zmin = zmin
+        self.zmax = zmax
+        self.nzbins = nzbins
+        self.point_estimate = point_estimate
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def get_tags(self):
+        tags = super().get_tags()
+        est = self.estimator
+        if isinstance(est, PhotoZEstimator):
+            for key in ("allow_nan", "fit_inputs", "predict_inputs", "thread_invariant"):
+                tags[key] = est.get_tag(key, tags.get(key))
+        return tags
+
+    def _check_options(self):
+        if self.estimator is None:
+            raise InputError("estimator: give the pzkit estimator (or entry-point name) whose PDFs to recalibrate")
+        for name in ("n_magnitude_bins", "n_pit_bins"):
+            value = getattr(self, name)
+            if name == "n_pit_bins" and value == "auto":
+                continue
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+                raise InputError(f"{name} must be a positive integer, got {value!r}")
+        tw = self.tail_weight
+        if not (tw is None or tw == "auto" or (isinstance(tw, numbers.Real) and 0 <= tw < 1)):
+            raise InputError(f"tail_weight must be 'auto', None or a number in [0, 1), got {tw!r}")
+
+    def _magnitude_index(self):
+        col = self.magnitude_column
+        if col is None:
+            return None
+        names = getattr(self, "feature_names_in_", None)
+        if isinstance(col, str):
+            if names is None or col not in list(names):
+                where = "X has no column names (pass a DataFrame, or give the column's index)" if names is None \
+                    else f"columns: {list(names)}"
+                raise InputError(f"magnitude_column {col!r} is not a column of X; {where}")
+            return list(names).index(col)
+        if isinstance(col, numbers.Integral) and not isinstance(col, bool) and -self.n_features_in_ <= col \
+                < self.n_features_in_:
+            return int(col) % self.n_features_in_
+        raise InputError(f"magnitude_column {col!r} is not a column of X, which has {self.n_features_in_} columns")
+
+    def fit(self, X, y, **side_inputs):
+        """Fit the estimator per fold and on all data; learn ε and N from the out-of-fold PDFs."""
+        from .grid import check_grid
+        from .model_selection import GRID_KEYS, fit_members, make_folds, resolve_estimator
+
+        self._check_options()
+        seed = self._rng().integers(2**31 - 1) if self.random_state is not None else None
+        grid = {k: getattr(self, k) for k in GRID_KEYS if getattr(self, k) is not None}
+        est = resolve_estimator(self.estimator, "estimator", grid, None if seed is None else int(seed))
+        zgrid = check_grid(est.zmin, est.zmax, est.nzbins)
+        self._check_point_estimate()
+        X, _ = self._validate_X(X, reset=True)
+        y = self._validate_y(y, X.shape[0], zgrid)
+        col = self._magnitude_index()
+        folds = make_folds(self.cv, X, y, None if seed is None else int(seed))
+        fitted, oof = fit_members([est], X, y, zgrid, folds, side_inputs, n_jobs=self.n_jobs,
+                                  verbose=self.verbose, desc="CalibratedPhotoZ fit")
+        held_out = np.zeros(X.shape[0], dtype=bool)
+        for _, test in folds:
+            held_out[test] = True
+        oof, z = oof[0][held_out], y[held_out]
+        self.zgrid_ = zgrid
+        self.prior_ = self._training_nz(y, zgrid)
+        self.tail_weight_ = self._fit_tail_weight(oof, z)
+        pit = _pit_on_grid(self._mix(oof), zgrid, z)
+        if col is None:
+            self.magnitude_edges_ = np.empty(0)
+            bins = np.zeros(z.size, dtype=int)
+        else:
+            mag = X[held_out, col]
+            finite = mag[np.isfinite(mag)]
+            q = np.linspace(0, 1, self.n_magnitude_bins + 1)[1:-1]
+            self.magnitude_edges_ = np.unique(np.quantile(finite, q)) if finite.size else np.empty(0)
+            bins = self._magnitude_bins(mag)
+        n_mag = self.magnitude_edges_.size + 1
+        n_pit = self.n_pit_bins
+        if n_pit == "auto":
+            n_pit = int(np.clip(z.size // (200 * n_mag), 10, 100))
+        density = np.ones((n_mag, n_pit))
+        for b in range(n_mag):
+            counts, _ = np.histogram(pit[bins == b], bins=n_pit, range=(0.0, 1.0))
+            counts = counts + 1.0  # one pseudo-count per bin: a sparse bin must not zero a part of every PDF
+            density[b] = counts / counts.mean()
+        self.pit_density_ = density
+        self.estimator_ = fitted[0]
+        return self
+
+    @staticmethod
+    def _training_nz(y, zgrid):
+        from .model_selection import trapezoid_weights
+
+        z = y[np.isfinite(y)]
+        width = 0.02 * (1.0 + z)
+        g = np.exp(-0.5 * ((zgrid[None, :] - z[:, None]) / width[:, None]) ** 2) / width[:, None]
+        nz = g.sum(axis=0)
+        return nz / (nz @ trapezoid_weights(zgrid))
+
+    def _mix(self, values):
+        eps = getattr(self, "tail_weight_", 0.0)
+        return values if eps == 0 else (1.0 - eps) * values + eps * self.prior_[None, :]
+
+    def _fit_tail_weight(self, oof, z):
+        from scipy.optimize import minimize_scalar
+
+        if self.tail_weight is None:
+            return 0.0
+        if self.tail_weight != "auto":
+            return float(self.tail_weight)
+        idx = np.clip(np.searchsorted(self.zgrid_, z), 0, self.zgrid_.size - 1)
+        lo = np.clip(idx - 1, 0, self.zgrid_.size - 1)
+        idx = np.where(np.abs(self.zgrid_[lo] - z) <= np.abs(self.zgrid_[idx] - z), lo, idx)
+        p, q = oof[np.arange(z.size), idx], self.prior_[idx]
+
+        def loss(logit):
+            eps = 1.0 / (1.0 + np.exp(-logit))
+            return -np.mean(np.log((1.0 - eps) * p + eps * q + 1e-300))
+
+        res = minimize_scalar(loss, bounds=(-14.0, 0.0), method="bounded")
+        return float(1.0 / (1.0 + np.exp(-res.x)))
+
+    def _magnitude_bins(self, mag):
+        mag = np.where(np.isfinite(mag), mag, np.inf)  # no magnitude: the faintest bin
+        return np.searchsorted(self.magnitude_edges_, mag, side="right")
+
+    def recalibrate(self, values, magnitude=None):
+        """Recalibrate densities ``values`` (n, nzbins) on ``zgrid_``; ``magnitude`` (n,) picks N's bin."""
+        from .model_selection import trapezoid_weights
+
+        tw = trapezoid_weights(self.zgrid_)
+        values = np.asarray(values, dtype=np.float64)
+        values = self._mix(values / (values @ tw)[:, None])
+        bins = np.zeros(values.shape[0], dtype=int) if magnitude is None else self._magnitude_bins(magnitude)
+        cdf = _cdf_on_grid(values, self.zgrid_)
+        n_pit = self.pit_density_.shape[1]
+        k = np.clip((cdf * n_pit).astype(int), 0, n_pit - 1)
+        out = values * self.pit_density_[bins[:, None], k]
+        return out / (out @ tw)[:, None]
+
+    def _estimate_pdf(self, X, **side_inputs):
+        from .model_selection import pdf_values_on_grid, side_inputs_for
+        from .pdf import interp_ensemble
+
+        ens = self.estimator_.estimate_pdf(X, **side_inputs_for(self.estimator_, side_inputs, slice(None),
+                                                                  X.shape[0], "predict_inputs"))
+        col = self._magnitude_index()
+        mag = None if col is None else X[:, col]
+        return interp_ensemble(self.zgrid_, self.recalibrate(pdf_values_on_grid(ens, self.zgrid_), mag))
+
+    @classmethod
+    def _conformance_instance(cls):
+        from .registry import get_estimator_class
+
+        return cls(estimator=get_estimator_class("random_forest")._conformance_instance(), cv=3,
+                   magnitude_column=0, n_magnitude_bins=2, random_state=0)
+
+    @classmethod
+    def _sklearn_check_params(cls):
+        return {"cv": 2, "magnitude_column": None}
+
+
+def _cdf_on_grid(values, zgrid):
+    """Cumulative trapezoid integral of each row of ``values`` on ``zgrid``, from 0 to 1."""
+    seg = 0.5 * (values[:, 1:] + values[:, :-1]) * np.diff(zgrid)[None, :]
+    cdf = np.zeros_like(values)
+    np.cumsum(seg, axis=1, out=cdf[:, 1:])
+    return cdf / cdf[:, -1:]
+
+
+def _pit_on_grid(values, zgrid, z):
+    """CDF of each row at its truth ``z``, linear between grid points (0 below, 1 above the grid)."""
+    cdf = _cdf_on_grid(values, zgrid)
+    j = np.clip(np.searchsorted(zgrid, z) - 1, 0, zgrid.size - 2)
+    rows = np.arange(z.size)
+    frac = np.clip((z - zgrid[j]) / (zgrid[j + 1] - zgrid[j]), 0.0, 1.0)
+    return cdf[rows, j] + frac * (cdf[rows, j + 1] - cdf[rows, j])

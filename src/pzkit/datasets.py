@@ -177,6 +177,8 @@ def load_dc2():
         id_column="id",
         mag_limits=dict(DC2_MAG_LIMITS),
         source=source,
+        # 3 folds instead of scikit-learn's 5 keep the stack's cross-validation to about 4 minutes on 2 cores
+        bench_params={"stacked": {"cv": 3}},
     )
 
 
@@ -197,6 +199,7 @@ SIMS_BENCH_PARAMS = {
              "momentum": 0.99},
     "baseline_nn": {"max_epochs": 60},
     "mtl_nb": {"max_epochs": 60},
+    "stacked": {"cv": 3},
 }
 
 

@@ -113,7 +113,8 @@ def summarize_interp(xvals, yvals):
     )
 
 
-def _name(ens):
+def representation(ens):
+    """The qp representation name of an ensemble (``"interp"``, ``"hist"``, ...)."""
     name = ens.metadata.get("pdf_name", [b""])
     name = name[0] if np.ndim(name) else name
     return name.decode() if isinstance(name, bytes) else str(name)
@@ -121,7 +122,7 @@ def _name(ens):
 
 def total_mass(ens, zgrid):
     """Probability of every PDF inside the grid, from its own representation (exact for hist and interp)."""
-    name = _name(ens)
+    name = representation(ens)
     if name == "hist":
         return np.atleast_2d(ens.objdata["pdfs"]) @ np.diff(np.ravel(ens.metadata["bins"]))
     if name == "interp":
@@ -146,7 +147,7 @@ def row_blocks(n, size=BLOCK_ROWS):
 
 def summarize(ens, zgrid):
     """Mode, median, mean and standard deviation of every PDF in ``ens`` (dict of (n,) arrays)."""
-    name = _name(ens)
+    name = representation(ens)
     if name == "hist":
         x, values, func = np.ravel(ens.metadata["bins"]), np.atleast_2d(ens.objdata["pdfs"]), summarize_hist
     elif name == "interp":

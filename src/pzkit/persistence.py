@@ -51,6 +51,10 @@ def _estimators_in(obj):
         yield obj
     for _, step in getattr(obj, "steps", []) or []:
         yield from _estimators_in(step)
+    # meta-estimators (StackedPhotoZ, CalibratedPhotoZ): the fitted members' plugins are recorded too
+    for member in list(getattr(obj, "estimators_", None) or []) + [getattr(obj, "estimator_", None)]:
+        if member is not None:
+            yield from _estimators_in(member)
 
 
 def _plugin_records(obj):

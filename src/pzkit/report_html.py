@@ -206,6 +206,7 @@ def write_html(report, path):
         ("σ_NMAD", "point", "sigma_nmad", "{:.4f}"), ("bias", "point", "bias_median", "{:+.4f}"),
         ("outliers", "point", "outlier_rate", lambda v: f"{100 * v:.2f} %"),
         ("CDE loss", "pdf", "cde_loss", "{:.3f}"), ("PIT KS", "pdf", "pit_ks", "{:.3f}"),
+        ("PIT first bin /50", "pdf", "pit_edge_low", "{:.2f}"), ("PIT last bin /50", "pdf", "pit_edge_high", "{:.2f}"),
         ("CRPS", "pdf", "crps", "{:.4f}"), ("cov 68 %", "pdf", "coverage_68", "{:.2f}"),
         ("mean θ (SOM)", "som", "mean_theta_deg", "{:.1f}°"),
         ("σ_atten / σ_scatter (SOM, ÷σ_NMAD)", "som", ("median_atten_ratio", "median_scatter_ratio"), "{:.2f}"),

@@ -253,7 +253,7 @@ def _ad_ksamp_qp(u):
     return float(res.statistic)
 
 
-def pit_stats(pit, outlier_limits=(1e-4, 1 - 1e-4)):
+def pit_stats(pit, outlier_limits=(1e-4, 1 - 1e-4), edge_bins=50):
     r"""Goodness of fit of PIT values to U(0, 1).
 
     * ``ks`` — Kolmogorov–Smirnov :math:`D = \sup_u |F_n(u) - u|` (``scipy.stats.kstest(pit, "uniform")``),
@@ -269,17 +269,22 @@ def pit_stats(pit, outlier_limits=(1e-4, 1 - 1e-4)):
     * ``outlier_rate`` — fraction of PIT values below ``outlier_limits[0]`` or above ``outlier_limits[1]``
       (qp's ``evaluate_PIT_outlier_rate`` computes the same quantity from its 100-quantile PIT ensemble, so it
       differs slightly).
+    * ``edge_low`` / ``edge_high`` — counts in the first / last of ``edge_bins`` equal PIT bins over the
+      uniform expectation n / ``edge_bins``: too-narrow PDFs of the objects a method gets wrong pile up there,
+      an excess the KS statistic (a maximum over the whole CDF) can hide.
 
     Parameters
     ----------
     pit : array_like, shape (n,)
         PIT values (see :func:`pit_values`); finite, within [0, 1].
     outlier_limits : tuple of float, default (1e-4, 0.9999)
+    edge_bins : int, default 50
 
     Returns
     -------
     dict
-        ``n``, ``ks``, ``ks_pvalue``, ``cvm``, ``cvm_pvalue``, ``ad``, ``ad_uniform``, ``outlier_rate``.
+        ``n``, ``ks``, ``ks_pvalue``, ``cvm``, ``cvm_pvalue``, ``ad``, ``ad_uniform``, ``outlier_rate``,
+        ``edge_low``, ``edge_high``.
     """
     from scipy import stats
 
@@ -297,6 +302,11 @@ def pit_stats(pit, outlier_limits=(1e-4, 1 - 1e-4)):
     out["ad"] = _ad_ksamp_qp(u)
     out["ad_uniform"] = _ad_uniform(u)
     out["outlier_rate"] = float(np.mean((u < lo) | (u > hi)))
+    nb = check_int(edge_bins, "edge_bins", 2)
+    counts, _ = np.histogram(u, bins=nb, range=(0.0, 1.0))
+    expected = u.size / nb
+    out["edge_low"] = float(counts[0] / expected) if u.size else np.nan
+    out["edge_high"] = float(counts[-1] / expected) if u.size else np.nan
     return out
 
 
@@ -550,7 +560,7 @@ def pdf_metrics(ens, z_true, zgrid, levels=(0.68, 0.95), brier_convention="qp"):
     -------
     dict
         ``n``; ``pit_ks``, ``pit_ks_pvalue``, ``pit_cvm``, ``pit_cvm_pvalue``, ``pit_ad``, ``pit_ad_uniform``,
-        ``pit_outlier_rate`` (:func:`pit_stats`); ``cde_loss``; ``crps``; ``coverage_*``; ``brier``.
+        ``pit_outlier_rate``, ``pit_edge_low``, ``pit_edge_high`` (:func:`pit_stats`); ``cde_loss``; ``crps``; ``coverage_*``; ``brier``.
     """
     pit = pit_values(ens, z_true)
     stats_ = pit_stats(pit)
