@@ -272,3 +272,23 @@ def test_stack_as_a_rail_stage(dc2, tmp_path, monkeypatch):
     model = pzkit.load(tmp_path / "stacked.pzk")
     assert isinstance(model.steps[-1][1], StackedPhotoZ)
     assert model.steps[-1][1].weights_.shape == (2,)
+
+
+def test_harness_scores_meta_estimators_next_to_their_members():
+    stack = StackedPhotoZ._conformance_instance()
+    cal = CalibratedPhotoZ(pzkit.make_estimator("random_forest", n_estimators=10), cv=2, random_state=0)
+    report = pzkit.evaluate([("stack", stack), ("calibrated_rf", cal), "random_forest"], dataset="dc2",
+                            n_train=400, n_test=300, progress=False,
+                            params={"random_forest": {"n_estimators": 10}})
+    rows = {r["name"]: r for r in report.results}
+    assert not any("error" in r for r in rows.values()), rows
+    for r in rows.values():
+        assert {"pit_edge_low", "pit_edge_high"} <= set(r["pdf"])
+
+
+def test_a_calibrated_stack_takes_the_members_grid():
+    X, y = make_toy_catalog(240)
+    stack = StackedPhotoZ._conformance_instance().set_params(pool="log", weights=[1, 1])
+    assert stack.zmin is None and stack.resolved_grid() == (0.0, 3.0, 301)
+    cal = CalibratedPhotoZ(stack, cv=2, random_state=0).fit(X, y)
+    assert cal.zgrid_.size == 301 and cal.estimator_.zgrid_.size == 301

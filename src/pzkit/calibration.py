@@ -381,6 +381,19 @@ class CalibratedPhotoZ(PhotoZEstimator):
         if not (tw is None or tw == "auto" or (isinstance(tw, numbers.Real) and 0 <= tw < 1)):
             raise InputError(f"tail_weight must be 'auto', None or a number in [0, 1), got {tw!r}")
 
+    def _resolved_estimator(self, seed=None):
+        from .model_selection import GRID_KEYS, resolve_estimator
+
+        grid = {k: getattr(self, k) for k in GRID_KEYS if getattr(self, k) is not None}
+        return resolve_estimator(self.estimator, "estimator", grid, None if seed is None else int(seed))
+
+    def resolved_grid(self):
+        """``(zmin, zmax, nzbins)``: the calibrator's own grid, or its estimator's."""
+        from .model_selection import grid_of
+
+        self._check_options()
+        return grid_of(self._resolved_estimator())
+
     def _magnitude_index(self):
         col = self.magnitude_column
         if col is None:
@@ -400,13 +413,12 @@ class CalibratedPhotoZ(PhotoZEstimator):
     def fit(self, X, y, **side_inputs):
         """Fit the estimator per fold and on all data; learn ε and N from the out-of-fold PDFs."""
         from .grid import check_grid
-        from .model_selection import GRID_KEYS, fit_members, make_folds, resolve_estimator
+        from .model_selection import fit_members, grid_of, make_folds
 
         self._check_options()
         seed = self._rng().integers(2**31 - 1) if self.random_state is not None else None
-        grid = {k: getattr(self, k) for k in GRID_KEYS if getattr(self, k) is not None}
-        est = resolve_estimator(self.estimator, "estimator", grid, None if seed is None else int(seed))
-        zgrid = check_grid(est.zmin, est.zmax, est.nzbins)
+        est = self._resolved_estimator(seed)
+        zgrid = check_grid(*grid_of(est))
         self._check_point_estimate()
         X, _ = self._validate_X(X, reset=True)
         y = self._validate_y(y, X.shape[0], zgrid)

@@ -370,7 +370,10 @@ def evaluate(estimators, dataset="dc2", params=None, random_state=0, progress=Tr
 
     first = named[0][1] if named else None
     if tomo_edges is None:
-        zmin, zmax = (first.zmin, first.zmax) if first is not None else (0.0, 3.0)
+        grid = {**{"zmin": 0.0, "zmax": 3.0}, **(data.grid or {})}
+        # a meta-estimator (StackedPhotoZ, CalibratedPhotoZ) with no grid of its own takes its members' grid
+        zmin = grid["zmin"] if first is None or first.zmin is None else first.zmin
+        zmax = grid["zmax"] if first is None or first.zmax is None else first.zmax
         tomo_edges = DEFAULT_TOMO_EDGES if (zmin, zmax) == (0.0, 3.0) else tuple(np.linspace(zmin, zmax, 6))
     base_feats = data.features()
     ctx = make_context(base_feats.fit_transform(data.validation), y_test, outlier_threshold=outlier_threshold,

@@ -12,7 +12,7 @@ from sklearn.base import clone
 
 from .exceptions import InputError
 
-__all__ = ["cross_val_pdf", "make_folds", "fit_members", "pdf_values_on_grid", "resolve_estimator",
+__all__ = ["cross_val_pdf", "make_folds", "fit_members", "grid_of", "pdf_values_on_grid", "resolve_estimator",
            "trapezoid_weights"]
 
 GRID_KEYS = ("zmin", "zmax", "nzbins")
@@ -74,6 +74,15 @@ def resolve_estimator(estimator, what, grid=None, random_state=None):
     if update:
         est.set_params(**update)
     return est
+
+
+def grid_of(estimator):
+    """``(zmin, zmax, nzbins)`` of an unfitted estimator; a meta-estimator without a grid of its own (``None``)
+    reports its members' (its ``resolved_grid``)."""
+    own = tuple(estimator.get_params(deep=False).get(k) for k in GRID_KEYS)
+    if any(v is None for v in own) and hasattr(estimator, "resolved_grid"):
+        return estimator.resolved_grid()
+    return own
 
 
 def make_folds(cv, X, y, random_state=None):
@@ -164,7 +173,7 @@ def cross_val_pdf(estimator, X, y, cv=5, random_state=None, n_jobs=None, **side_
 
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
-    zgrid = check_grid(estimator.zmin, estimator.zmax, estimator.nzbins)
+    zgrid = check_grid(*grid_of(estimator))
     folds = make_folds(cv, X, y, random_state)
     _, oof = fit_members([estimator], X, y, zgrid, folds, side_inputs, n_jobs=n_jobs, final=False)
     return oof[0]

@@ -20,7 +20,7 @@ import numpy as np
 
 from .base import PhotoZEstimator
 from .exceptions import InputError
-from .model_selection import (GRID_KEYS, fit_members, make_folds, pdf_values_on_grid, resolve_estimator,
+from .model_selection import (GRID_KEYS, fit_members, grid_of, make_folds, pdf_values_on_grid, resolve_estimator,
                               side_inputs_for, trapezoid_weights)
 from .pdf import interp_ensemble
 
@@ -168,12 +168,16 @@ class StackedPhotoZ(PhotoZEstimator):
         members = [(name, resolve_estimator(est, f"estimators: member {name!r}", grid,
                                             None if self.random_state is None else self._member_seed(i)))
                    for i, (name, est) in enumerate(pairs)]
-        grids = {name: tuple(est.get_params()[k] for k in GRID_KEYS) for name, est in members}
+        grids = {name: grid_of(est) for name, est in members}
         if len(set(grids.values())) > 1:
             listed = ", ".join(f"{n} {g[0]}–{g[1]} ({g[2]} points)" for n, g in grids.items())
             raise InputError(f"estimators: the members' redshift grids differ ({listed}); give them one grid, or "
                              "set zmin/zmax/nzbins on the stack")
         return members
+
+    def resolved_grid(self):
+        """``(zmin, zmax, nzbins)`` of the stack: its own, or the members' shared grid."""
+        return grid_of(self._resolved_members()[0][1])
 
     def _member_seed(self, i):
         return int(np.random.default_rng(self._seed()).integers(2**31 - 1, size=i + 1)[i])
@@ -210,8 +214,7 @@ class StackedPhotoZ(PhotoZEstimator):
 
         self._check_options()
         members = self._resolved_members()
-        first = members[0][1]
-        zgrid = check_grid(first.zmin, first.zmax, first.nzbins)
+        zgrid = check_grid(*grid_of(members[0][1]))
         self._check_point_estimate()
         X, _ = self._validate_X(X, reset=True)
         y = self._validate_y(y, X.shape[0], zgrid)
