@@ -99,6 +99,10 @@ def variants(part, sel, cv):
     out += [(f"calibrated_{name}", CalibratedPhotoZ(pzkit.make_estimator(name, random_state=0), cv=cv,
                                                     random_state=0, **mag))
             for name in ("knn_local_linear", "random_forest")]
+    if part == "standard":  # the published method, without the n(z) tail mixture: the control of the edges
+        out += [(f"bordoloi_{name}", CalibratedPhotoZ(pzkit.make_estimator(name, random_state=0), cv=cv,
+                                                      tail_weight=None, random_state=0))
+                for name in ("knn_local_linear", "random_forest")]
     if part == "standard" and label != "stack_linear_cde_mode":
         out.append(("stack_linear_cde_mode", StackedPhotoZ(estimators=members(), cv=cv, random_state=0)))
     out.append((label, stack))
@@ -115,14 +119,43 @@ def dataset(part):
     return data
 
 
+MAG_BINS = (16.0, 22.0, 23.0, 23.5, 24.0, 24.5, 25.0, 30.0)
+
+
+def pit_by_magnitude(pit, mag):
+    """PIT KS and the standard deviation of the probit of the PIT (1 when calibrated) per i-magnitude bin."""
+    from scipy.stats import kstest, norm
+
+    rows = []
+    for lo, hi in zip(MAG_BINS[:-1], MAG_BINS[1:]):
+        sel = (mag >= lo) & (mag < hi)
+        if sel.sum() < 50:
+            continue
+        u = np.clip(pit[sel], 1e-3, 1 - 1e-3)
+        rows.append({"i_min": lo, "i_max": hi, "n": int(sel.sum()), "pit_ks": float(kstest(u, "uniform").statistic),
+                     "probit_sd": float(np.std(norm.ppf(u)))})
+    return rows
+
+
+def calibration_summary(label, model, data, ens):
+    """What a CalibratedPhotoZ learned: ε and the edge bins of N per magnitude bin."""
+    if not isinstance(model, CalibratedPhotoZ):
+        return None
+    return {"tail_weight": model.tail_weight_, "magnitude_edges": model.magnitude_edges_.tolist(),
+            "pit_density_first_last": model.pit_density_[:, [0, -1]].tolist(),
+            "n_pit_bins": int(model.pit_density_.shape[1])}
+
+
 def entry_of(report, label):
     entry = report.results[0]
     if "error" in entry:
         raise RuntimeError(f"{label}: {entry['error']}")
-    pit = report.arrays[label]["pit"]
+    arrays = report.arrays[label]
     return {"name": label, "class": entry["class"], "point": entry["point"], "pdf": entry["pdf"],
             "cost": entry["cost"], "n_fit_rows": entry.get("n_fit_rows"),
-            "pit_hist50": np.histogram(pit, bins=50, range=(0, 1))[0].tolist()}
+            "pit_hist50": np.histogram(arrays["pit"], bins=50, range=(0, 1))[0].tolist(),
+            "pit_by_magnitude": pit_by_magnitude(arrays["pit"], arrays["magnitude"]),
+            **({"calibration": entry["extra"]["calibration"]} if "calibration" in entry.get("extra", {}) else {})}
 
 
 def run_rail_on(part, data):
@@ -153,7 +186,8 @@ def run_rail_on(part, data):
                 ens = interp_ensemble(zgrid, pdf_on_grid(ens, zgrid))
                 metrics, arrays = score_ensemble(ens, zmode, zgrid, ctx)
             out[f"rail_{name}"] = {"name": f"rail_{name}", "point": metrics["point"], "pdf": metrics["pdf"],
-                                   "cost": cost, "pit_hist50": np.histogram(arrays["pit"], 50, (0, 1))[0].tolist()}
+                                   "cost": cost, "pit_hist50": np.histogram(arrays["pit"], 50, (0, 1))[0].tolist(),
+                                   "pit_by_magnitude": pit_by_magnitude(arrays["pit"], arrays["magnitude"])}
             print(f"{part} rail_{name}: σ_NMAD {metrics['point']['sigma_nmad']:.4f} CDE "
                   f"{metrics['pdf']['cde_loss']:.3f} KS {metrics['pdf']['pit_ks']:.3f}", flush=True)
     return out
@@ -169,7 +203,8 @@ def run_part(part, sel, partial_dir, cv):
                 results[label] = json.load(fh)
             continue
         t0 = time.perf_counter()
-        report = evaluate([(label, est)], dataset=data, progress=False, random_state=0)
+        report = evaluate([(label, est)], dataset=data, progress=False, random_state=0,
+                          extra_metrics={"calibration": calibration_summary})
         results[label] = entry_of(report, label)
         write_json(path, results[label])
         r = results[label]

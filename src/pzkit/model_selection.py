@@ -11,21 +11,12 @@ import numpy as np
 from sklearn.base import clone
 
 from .exceptions import InputError
+from .pdf import trapezoid_weights
 
 __all__ = ["cross_val_pdf", "make_folds", "fit_members", "grid_of", "pdf_values_on_grid", "resolve_estimator",
            "trapezoid_weights"]
 
 GRID_KEYS = ("zmin", "zmax", "nzbins")
-
-
-def trapezoid_weights(zgrid):
-    """Weights w with ``values @ w`` = the trapezoid integral over ``zgrid``."""
-    zgrid = np.asarray(zgrid, dtype=np.float64)
-    w = np.zeros_like(zgrid)
-    dz = np.diff(zgrid)
-    w[:-1] += 0.5 * dz
-    w[1:] += 0.5 * dz
-    return w
 
 
 def pdf_values_on_grid(ens, zgrid):

@@ -39,7 +39,7 @@ def interp_ensemble(xvals, yvals):
     import qp
 
     xvals = np.asarray(xvals, dtype=np.float64)
-    yvals = _normalized(yvals, _trapezoid_weights(xvals))
+    yvals = _normalized(yvals, trapezoid_weights(xvals))
     return qp.Ensemble(qp.interp, data=dict(xvals=xvals, yvals=yvals, norm=False, warn=False))
 
 
@@ -52,7 +52,8 @@ def hist_ensemble(edges, pdfs):
     return qp.Ensemble(qp.hist, data=dict(bins=edges, pdfs=pdfs, norm=False, warn=False))
 
 
-def _trapezoid_weights(x):
+def trapezoid_weights(x):
+    """Weights w with ``values @ w`` = the trapezoid integral of ``values`` over the points ``x``."""
     dx = np.diff(x)
     w = np.zeros_like(x)
     w[:-1] += 0.5 * dx
@@ -101,7 +102,7 @@ def summarize_interp(xvals, yvals):
     cdf[:, 0] = 0.0
     np.cumsum(seg, axis=1, out=cdf[:, 1:])
     cdf /= total
-    w = _trapezoid_weights(xvals)
+    w = trapezoid_weights(xvals)
     p = yvals / total
     mean = p @ (w * xvals)
     second = p @ (w * xvals**2)
@@ -127,9 +128,9 @@ def total_mass(ens, zgrid):
         return np.atleast_2d(ens.objdata["pdfs"]) @ np.diff(np.ravel(ens.metadata["bins"]))
     if name == "interp":
         x = np.ravel(ens.metadata["xvals"])
-        return np.atleast_2d(ens.objdata["yvals"]) @ _trapezoid_weights(x)
+        return np.atleast_2d(ens.objdata["yvals"]) @ trapezoid_weights(x)
     fine = np.linspace(zgrid[0], zgrid[-1], 8 * (len(zgrid) - 1) + 1)
-    return np.atleast_2d(ens.pdf(fine)) @ _trapezoid_weights(fine)
+    return np.atleast_2d(ens.pdf(fine)) @ trapezoid_weights(fine)
 
 
 # Rows per block of the vectorised summaries and of the compact-storage encoding: a (512, 301) float64
