@@ -292,3 +292,18 @@ def test_a_calibrated_stack_takes_the_members_grid():
     assert stack.zmin is None and stack.resolved_grid() == (0.0, 3.0, 301)
     cal = CalibratedPhotoZ(stack, cv=2, random_state=0).fit(X, y)
     assert cal.zgrid_.size == 301 and cal.estimator_.zgrid_.size == 301
+
+
+def test_bench_scores_a_calibrated_variant_next_to_its_estimator(tmp_path, capsys):
+    from pzkit.cli import main
+
+    rc = main(["bench", "random_forest", "--calibrate", "random_forest", "--param", "random_forest:n_estimators=10",
+               "--n-train", "400", "--n-test", "300", "--quiet", "--out", str(tmp_path)])
+    assert rc == 0
+    import json
+
+    rows = {r["name"]: r for r in json.loads((tmp_path / "report.json").read_text())["results"]}
+    assert set(rows) == {"random_forest", "calibrated_random_forest"}
+    assert rows["calibrated_random_forest"]["params"]["estimator"].startswith("RandomForestPZ(")
+    with pytest.raises(pzkit.InputError, match="calibrate"):
+        pzkit.evaluate(["random_forest"], calibrate=["knn"], n_train=100, n_test=100, progress=False)

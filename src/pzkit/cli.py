@@ -344,7 +344,7 @@ def cmd_bench(args):
     t0 = time.perf_counter()
     report = evaluate(names, dataset=args.dataset, params=params, random_state=args.seed, n=args.n,
                       progress=not args.quiet, n_train=args.n_train, n_test=args.n_test,
-                      dataset_options=_catalog_options(args))
+                      dataset_options=_catalog_options(args), calibrate=args.calibrate or ())
     report.meta["wall_seconds"] = time.perf_counter() - t0
     paths = report.write(out)
     print(report.to_markdown())
@@ -417,6 +417,8 @@ def build_parser():
                    help="catalog size of a sims:<preset> dataset (default pzkit.datasets.DEFAULT_SIMS_N)")
     p.add_argument("--out", default=None, help="report directory (report.json/.md/.html); default reports/<dataset>")
     p.add_argument("--param", action="append", metavar="NAME:KEY=VALUE", help="parameter of one estimator")
+    p.add_argument("--calibrate", action="append", metavar="NAME",
+                   help="also score NAME recalibrated (pzkit.CalibratedPhotoZ, 3 folds) as calibrated_NAME")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n-train", type=int, default=None, help="subsample the training split (quick runs)")
     p.add_argument("--n-test", type=int, default=None, help="subsample the validation split (quick runs)")

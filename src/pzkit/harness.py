@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import __version__
-from .exceptions import OutputError
+from .exceptions import InputError, OutputError
 from .metrics.report import DEFAULT_TOMO_EDGES, ScoringContext, make_context, score_ensemble  # noqa: F401
 
 REPORT_SCHEMA = "pzkit-report/1"
@@ -299,7 +299,7 @@ def route_inputs(estimator, data, split, rows=None):
 
 def evaluate(estimators, dataset="dc2", params=None, random_state=0, progress=True, n_train=None, n_test=None,
              features=None, outlier_threshold=0.15, tomo_edges=None, n=None, input_transforms=None,
-             dataset_options=None, extra_metrics=None):
+             dataset_options=None, extra_metrics=None, calibrate=()):
     """Fit and score every estimator on one dataset and split; returns a :class:`Report`.
 
     Each estimator gets the inputs its tags ask for (``X_type``, ``fit_inputs``, ``predict_inputs``): image
@@ -339,6 +339,10 @@ def evaluate(estimators, dataset="dc2", params=None, random_state=0, progress=Tr
         A paper's own numbers, computed on each fitted model (``data`` is the :class:`~pzkit.datasets.Dataset`
         scored, ``ens`` the test PDFs); a callable returns None where it does not apply to that estimator.
         Stored under ``"extra"`` in the estimator's entry; an error there is recorded, not raised.
+    calibrate : sequence of str, optional
+        Labels of ``estimators`` to score a second time recalibrated, as ``calibrated_<label>``:
+        :class:`pzkit.CalibratedPhotoZ` around a clone of the estimator (3 folds, seeded by ``random_state``),
+        next to the original.
     """
     from sklearn.base import clone
     from tqdm.auto import tqdm
@@ -355,6 +359,16 @@ def evaluate(estimators, dataset="dc2", params=None, random_state=0, progress=Tr
             continue
         defaults = {**(data.grid or {}), **data.bench_params.get(entry, {})}
         est.set_params(**{k: v for k, v in defaults.items() if k not in given and k in est.get_params()})
+
+    by_label = {label: est for label, est, _, _ in named}
+    unknown = [label for label in calibrate if label not in by_label]
+    if unknown:
+        raise InputError(f"calibrate: {unknown} are not among the estimators {list(by_label)}")
+    if calibrate:
+        from .calibration import CalibratedPhotoZ
+
+        named += [(f"calibrated_{label}", CalibratedPhotoZ(clone(by_label[label]), cv=3, random_state=random_state),
+                   None, None) for label in calibrate]
 
     rng = np.random.default_rng(random_state)
     rows = _subsample_rows(len(data.train), n_train, rng)
