@@ -307,3 +307,11 @@ def test_bench_scores_a_calibrated_variant_next_to_its_estimator(tmp_path, capsy
     assert rows["calibrated_random_forest"]["params"]["estimator"].startswith("RandomForestPZ(")
     with pytest.raises(pzkit.InputError, match="calibrate"):
         pzkit.evaluate(["random_forest"], calibrate=["knn"], n_train=100, n_test=100, progress=False)
+
+
+def test_parallel_member_fits_give_the_same_stack():
+    X, y = make_toy_catalog(300)
+    one = StackedPhotoZ._conformance_instance().fit(X, y)
+    two = StackedPhotoZ._conformance_instance().set_params(n_jobs=2).fit(X, y)
+    np.testing.assert_array_equal(one.weights_, two.weights_)
+    np.testing.assert_array_equal(one.predict(X[:50]), two.predict(X[:50]))
