@@ -30,3 +30,12 @@ def check_grid(zmin, zmax, nzbins):
 def bin_centres(edges):
     edges = np.asarray(edges, dtype=float)
     return 0.5 * (edges[1:] + edges[:-1])
+
+
+def nearest_index(grid, z):
+    """Index of the grid point nearest each z; ties go to the lower index (as ``np.argmin``)."""
+    grid = np.asarray(grid, dtype=float)
+    idx = np.searchsorted(grid, z, side="left")
+    hi = np.clip(idx, 0, grid.size - 1)
+    lo = np.clip(idx - 1, 0, grid.size - 1)
+    return np.where(np.abs(grid[lo] - z) <= np.abs(grid[hi] - z), lo, hi)

@@ -61,6 +61,14 @@ def trapezoid_weights(x):
     return w
 
 
+def cumulative_trapezoid(values, x):
+    """Cumulative trapezoid integral of ``values`` (…, m) over the points ``x`` (m,), starting at 0."""
+    values = np.asarray(values, dtype=np.float64)
+    out = np.zeros_like(values)
+    np.cumsum(0.5 * (values[..., 1:] + values[..., :-1]) * np.diff(x), axis=-1, out=out[..., 1:])
+    return out
+
+
 def _median_from_cdf(x, cdf):
     """Linear interpolation of each row's CDF (n, m) at 0.5 on abscissae ``x`` (m,)."""
     idx = np.argmax(cdf >= 0.5, axis=1)

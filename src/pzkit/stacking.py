@@ -22,6 +22,7 @@ from .base import PhotoZEstimator
 from .exceptions import InputError
 from .model_selection import (GRID_KEYS, fit_members, grid_of, make_folds, pdf_values_on_grid, resolve_estimator,
                               side_inputs_for, trapezoid_weights)
+from .grid import nearest_index
 from .pdf import interp_ensemble
 
 __all__ = ["StackedPhotoZ", "pool_pdfs", "fit_pool_weights", "score_pdfs"]
@@ -228,11 +229,10 @@ class StackedPhotoZ(PhotoZEstimator):
             held_out = np.zeros(X.shape[0], dtype=bool)
             for _, test in folds:
                 held_out[test] = True
-            oof, truth = oof[:, held_out], _nearest(zgrid, y[held_out])
-            weights = self._fit_weights(oof, truth)
-            score = self._score_function(truth)
-            self.cv_scores_ = {name: score(oof[i]) for i, (name, _) in enumerate(members)}
-            self.cv_scores_["stack"] = score(self._combine(oof, weights))
+            oof, z = oof[:, held_out], y[held_out]
+            weights = fit_pool_weights(oof, z, zgrid, pool=self.pool, scoring=self.scoring, floor=self.floor)
+            self.cv_scores_ = {name: score_pdfs(oof[i], z, zgrid, self.scoring) for i, (name, _) in enumerate(members)}
+            self.cv_scores_["stack"] = score_pdfs(self._combine(oof, weights), z, zgrid, self.scoring)
         self.weights_ = weights
         self.estimators_ = fitted
         self.named_estimators_ = {name: est for (name, _), est in zip(members, fitted)}
@@ -258,13 +258,6 @@ class StackedPhotoZ(PhotoZEstimator):
     # ------------------------------------------------------------------ pooling
     def _combine(self, values, weights):
         return pool_pdfs(values, weights, self.zgrid_, pool=self.pool, floor=self.floor)
-
-    def _score_function(self, truth):
-        return _scorer(self.scoring, self.zgrid_, truth)
-
-    def _fit_weights(self, values, truth):
-        return fit_pool_weights(values, self.zgrid_[truth], self.zgrid_, pool=self.pool, scoring=self.scoring,
-                                floor=self.floor)
 
     def _estimate_pdf(self, X, **side_inputs):
         values = np.stack([
@@ -322,7 +315,7 @@ def _scorer(scoring, zgrid, truth):
 def score_pdfs(values, z, zgrid, scoring="cde_loss"):
     """CDE loss or log score (lower is better) of densities ``values`` (n, len(zgrid)) at the truths ``z``."""
     zgrid = np.asarray(zgrid, dtype=np.float64)
-    return _scorer(scoring, zgrid, _nearest(zgrid, np.asarray(z, dtype=np.float64)))(values)
+    return _scorer(scoring, zgrid, nearest_index(zgrid, np.asarray(z, dtype=np.float64)))(values)
 
 
 def fit_pool_weights(values, z, zgrid, pool="linear", scoring="cde_loss", floor=1e-3):
@@ -335,7 +328,7 @@ def fit_pool_weights(values, z, zgrid, pool="linear", scoring="cde_loss", floor=
 
     zgrid = np.asarray(zgrid, dtype=np.float64)
     k = values.shape[0]
-    score = _scorer(scoring, zgrid, _nearest(zgrid, np.asarray(z, dtype=np.float64)))
+    score = _scorer(scoring, zgrid, nearest_index(zgrid, np.asarray(z, dtype=np.float64)))
     if pool == "linear":
         def to_weights(a):
             e = np.exp(a - a.max())
@@ -348,10 +341,3 @@ def fit_pool_weights(values, z, zgrid, pool="linear", scoring="cde_loss", floor=
     res = minimize(lambda a: score(pool_pdfs(values, to_weights(a), zgrid, pool, floor)), start,
                    method="Nelder-Mead", options={"xatol": 1e-3, "fatol": 1e-6, "maxiter": 400 * k})
     return to_weights(res.x)
-
-
-def _nearest(zgrid, z):
-    idx = np.searchsorted(zgrid, z, side="left")
-    hi = np.clip(idx, 0, zgrid.size - 1)
-    lo = np.clip(idx - 1, 0, zgrid.size - 1)
-    return np.where(np.abs(zgrid[lo] - z) <= np.abs(zgrid[hi] - z), lo, hi)

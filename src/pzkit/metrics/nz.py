@@ -10,6 +10,7 @@ distribution of the true redshifts of the same objects.
 
 import numpy as np
 
+from ..pdf import cumulative_trapezoid
 from ._validation import InputError, as_1d, check_grid
 from .pdf import _EnsembleView
 
@@ -17,12 +18,6 @@ __all__ = ["tomographic_nz", "nz_by_magnitude", "stacked_nz", "wasserstein_nz"]
 
 #: The per-bin statistics of :func:`tomographic_nz` (NaN, with a reason, in a bin where they are undefined).
 _NZ_STATS = ("mean_z_stack", "mean_z_true", "delta_mean_z", "wasserstein", "ks")
-
-
-def _cumtrapz(y, x):
-    out = np.zeros_like(y)
-    out[1:] = np.cumsum(0.5 * (y[1:] + y[:-1]) * np.diff(x))
-    return out
 
 
 def _distances_pl_vs_ecdf(g, cdf_g, samples):
@@ -246,7 +241,7 @@ def _binned_nz(ens, z_true, by, zgrid, bin_edges, label, keys):
         mz_stack = float(np.trapezoid(g * nz, g))
         truths = zs[sel]
         mz_true = float(np.mean(truths))
-        w1, ks = _distances_pl_vs_ecdf(g, _cumtrapz(nz, g), truths)
+        w1, ks = _distances_pl_vs_ecdf(g, cumulative_trapezoid(nz, g), truths)
         h, _ = np.histogram(truths, hist_edges)
         nz_true = h / (n * np.diff(hist_edges))
         rec.update(mean_z_stack=mz_stack, mean_z_true=mz_true,

@@ -35,6 +35,7 @@ import warnings
 
 import numpy as np
 
+from ..grid import nearest_index
 from ._validation import InputError, as_1d, check_grid, check_int
 
 __all__ = [
@@ -339,14 +340,6 @@ def pit_qq(pit, n_quantiles=101):
 
 
 # =========================================================================== CDE loss
-def _nearest_index(grid, z):
-    """Index of the grid point nearest each z; ties go to the lower index (as ``np.argmin``)."""
-    idx = np.searchsorted(grid, z, side="left")
-    hi = np.clip(idx, 0, grid.size - 1)
-    lo = np.clip(idx - 1, 0, grid.size - 1)
-    return np.where(np.abs(grid[lo] - z) <= np.abs(grid[hi] - z), lo, hi)
-
-
 def cde_loss(ens, z_true, zgrid, truth_eval="nearest"):
     r"""Conditional density estimation loss (Izbicki & Lee 2017).
 
@@ -375,7 +368,7 @@ def cde_loss(ens, z_true, zgrid, truth_eval="nearest"):
     g = check_grid(zgrid)
     if truth_eval not in ("nearest", "interp"):
         raise InputError(f"truth_eval must be 'nearest' or 'interp', got {truth_eval!r}")
-    nn = _nearest_index(g, z) if truth_eval == "nearest" else None
+    nn = nearest_index(g, z) if truth_eval == "nearest" else None
     term1 = 0.0
     term2 = 0.0
     for sl in view.blocks(g.size):
